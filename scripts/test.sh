@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set everything up, then run every test: the library tests and the notebooks under nbval.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export ASHLIB_PROFILE=${ASHLIB_PROFILE:-quick}
+export MPLBACKEND=Agg
+args=(tests)
+if compgen -G "notebooks/*.ipynb" >/dev/null; then
+  args+=(--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks)
+fi
+.venv/bin/python -m pytest -n 2 --dist loadfile -q "${args[@]}" "$@"
