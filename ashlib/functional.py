@@ -272,17 +272,19 @@ def _ash_argument(xc: Tensor, z, alpha, dims: Tuple[int, ...], eps: float) -> Te
     scale, y, my, vy = _scaled_statistics(xc, dims)
     z = _as_tensor(z, xc)
     two_alpha = 2 * _as_tensor(alpha, xc)
+    # x - t itself can exceed the float range (x = max, t = -max): it is clamped so that an
+    # infinite u (where the sigmoid is flat) cannot meet a zero gradient as inf * 0 in backward
+    big = torch.finfo(xc.dtype).max
     if eps == 0:
-        d = y - my - z * torch.sqrt(vy)
-        return two_alpha * (scale * d)
+        return two_alpha * torch.clamp(scale * (y - my - z * torch.sqrt(vy)), -big, big)
     r = scale / math.sqrt(eps)
     # Case A, scale >= sqrt(eps): work in units of the scale, sigma/scale = sqrt(vy + eps/scale^2).
     r_a = torch.clamp(r, min=1.0)
-    u_a = two_alpha * (scale * (y - my - z * torch.sqrt(vy + r_a ** -2)))
+    u_a = two_alpha * torch.clamp(scale * (y - my - z * torch.sqrt(vy + r_a ** -2)), -big, big)
     # Case B, a map much smaller than sqrt(eps): sigma ~ sqrt(eps); eps/scale^2 would overflow.
     r_b = torch.clamp(r, max=1.0)
     sigma_b = math.sqrt(eps) * torch.sqrt(r_b * r_b * vy + 1)
-    u_b = two_alpha * (xc - scale * my - z * sigma_b)
+    u_b = two_alpha * torch.clamp(xc - scale * my - z * sigma_b, -big, big)
     return torch.where(r >= 1, u_a, u_b)
 
 
