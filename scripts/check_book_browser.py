@@ -193,6 +193,9 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         results = check_book(html_dir)
+    except FileNotFoundError as err:
+        print(err)
+        return 1
     except RuntimeError as err:
         print(err)
         return 2
