@@ -6,11 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The offline MathJax comes from PyPI; install it here too in case the environment predates it.
-if ! .venv/bin/python -c "import importlib; importlib.import_module('sphinx-mathjax-offline')" >/dev/null 2>&1; then
-  echo "[build] installing sphinx-mathjax-offline"
-  .venv/bin/python -m pip install -q "sphinx-mathjax-offline>=0.0.2"
-fi
 export MPLBACKEND=Agg
 .venv/bin/jupyter-book build . --all --warningiserror --keep-going
 .venv/bin/python scripts/check_book_offline.py _build/html
