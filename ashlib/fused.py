@@ -106,46 +106,61 @@ def _chunks(n_rows: int, n_cols: int, chunk_elements: int):
 
 
 def _statistics(x2: Tensor, eps: float, chunk_elements: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Per-sample mean, ``sqrt(var + eps)`` and an upper bound on max|x|, shape (N, 1).
+    """Per-sample mean, ``sqrt(var + eps)`` and the 2-norm (an upper bound on max|x|), float64, (N, 1).
 
-    One pass per chunk for the sum and the 2-norm (E[x^2] - mu^2); a second pass only where
-    that difference would cancel (mu**2 much larger than the variance). A norm that overflows
-    comes back as inf and sends the call to the reference path.
+    Accumulated in float64 whatever the input dtype: with alpha up to 1e3 the threshold t must
+    be known to far better than float32 precision, because an error dt moves u = 2*alpha*(x - t)
+    by 2*alpha*dt, which is the relative error of the output in the tail. One pass per chunk
+    gives the sum and the norm (E[x^2] - mu^2); a second pass runs only where that difference
+    would cancel. A norm that overflows comes back as inf and sends the call to the reference.
     """
-    cd = _compute_dtype(x2)
     n = x2.shape[1]
-    s1 = torch.empty(x2.shape[0], 1, dtype=cd, device=x2.device)
+    s1 = torch.empty(x2.shape[0], 1, dtype=torch.float64, device=x2.device)
     nrm = torch.empty_like(s1)
     for r0, r1 in _chunks(x2.shape[0], n, chunk_elements):
-        xc = x2[r0:r1].to(cd)
-        torch.sum(xc, dim=1, keepdim=True, out=s1[r0:r1])
-        torch.linalg.vector_norm(xc, dim=1, keepdim=True, out=nrm[r0:r1])
+        xd = x2[r0:r1].to(torch.float64)
+        torch.sum(xd, dim=1, keepdim=True, out=s1[r0:r1])
+        torch.linalg.vector_norm(xd, dim=1, keepdim=True, out=nrm[r0:r1])
     mu = s1 / n
     var = torch.clamp(nrm * nrm / n - mu * mu, min=0)
     if bool(torch.any(mu * mu > _CANCELLATION_RATIO * var)):
         # E[x^2] - mu^2 lost too many digits: recompute the variance from x - mu
         for r0, r1 in _chunks(x2.shape[0], n, chunk_elements):
-            d = x2[r0:r1].to(cd) - mu[r0:r1]
+            d = x2[r0:r1].to(torch.float64) - mu[r0:r1]
             var[r0:r1] = torch.linalg.vector_norm(d, dim=1, keepdim=True) ** 2 / n
     sigma = torch.sqrt(var + eps)
     return mu, sigma, nrm
 
 
-def _range_ok(x2: Tensor, mu: Tensor, sigma: Tensor, amax_bound: Tensor, z: float, a: float,
-              eps: float) -> bool:
+def _range_ok(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: float, a: float, eps: float) -> bool:
     """True when every intermediate of the fast path is finite and accurate for this input."""
-    cd = _compute_dtype(x2)
-    fi = torch.finfo(cd)
+    fi = torch.finfo(_compute_dtype(x2))
     if not (math.isfinite(z) and math.isfinite(a) and eps >= math.sqrt(fi.tiny)):
         return False
-    t = mu + z * sigma
-    # |u| <= 2a (max|x| + |t|) must stay far from overflow, and so must the norm itself
-    bound = 2 * a * (amax_bound + torch.abs(t))
+    # x - t must be finite with room to spare (|x| <= norm); the sums of squares must not overflow
+    bound = norm + torch.abs(mu + z * sigma)
     return bool(torch.all(torch.isfinite(bound) & (bound <= fi.max / 64)))
 
 
+def _threshold_split(mu: Tensor, sigma: Tensor, z: float, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """t = mu + z*sigma (float64) as t_hi + t_lo in the compute dtype.
+
+    x - t_hi is exact where it matters (Sterbenz: x within a factor 2 of t_hi), and then
+    subtracting t_lo leaves x - t correct to the compute dtype's relative precision, which a
+    single rounded t cannot give once 2*alpha*|t| is large.
+    """
+    t = mu + z * sigma
+    t_hi = t.to(cd)
+    t_lo = (t - t_hi.to(torch.float64)).to(cd)
+    return t_hi, t_lo
+
+
 class _FusedASHFunction(torch.autograd.Function):
-    """ASH / Leaky ASH over the rows of a (samples, elements) view, analytic backward."""
+    """ASH / Leaky ASH over the rows of a (samples, elements) view, analytic backward.
+
+    Works with d = x - t (so u = A*d): ``softplus_backward(grad, d, beta)`` evaluates
+    ``grad * S(beta*d)`` in one pass, with beta = A for S(u) and beta = -A for S(-u).
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, z, alpha, slope, mu: Tensor, sigma: Tensor, zf: float, af: float,
@@ -153,8 +168,7 @@ class _FusedASHFunction(torch.autograd.Function):
         x2 = _rows(x)
         cd = _compute_dtype(x)
         A = 2.0 * af
-        t = mu + zf * sigma
-        neg_At = t * (-A)
+        t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
         out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
         buf = None
         for r0, r1 in _chunks(x2.shape[0], x2.shape[1], chunk_elements):
@@ -164,15 +178,15 @@ class _FusedASHFunction(torch.autograd.Function):
             else:
                 buf = torch.empty(xc.shape, dtype=cd, device=x.device) if buf is None else buf
                 o = buf[: r1 - r0]
-            torch.add(neg_At[r0:r1], xc, alpha=A, out=o)  # u = A*(x - t)
-            torch.ops.aten.softplus_backward.grad_input(xc, o, 1.0, _SP_THRESHOLD, grad_input=o)  # x*S(u)
+            torch.sub(xc, t_hi[r0:r1], out=o).sub_(t_lo[r0:r1])  # d = x - t
+            torch.ops.aten.softplus_backward.grad_input(xc, o, A, _SP_THRESHOLD, grad_input=o)  # x*S(A*d)
             if lf is not None:
                 torch.lerp(xc, o, 1.0 - lf, out=o)  # l*x + (1 - l)*x*S(u)
             if o.data_ptr() != out[r0:r1].data_ptr():
                 out[r0:r1].copy_(o)
         ctx.save_for_backward(x, mu, sigma)
         ctx.params = (zf, af, lf, chunk_elements)
-        ctx.param_shapes = tuple(v.shape if isinstance(v, Tensor) else None for v in (z, alpha, slope))
+        ctx.param_meta = tuple((v.shape, v.dtype) if isinstance(v, Tensor) else None for v in (z, alpha, slope))
         return out.reshape(x.shape)
 
     @staticmethod
@@ -186,54 +200,60 @@ class _FusedASHFunction(torch.autograd.Function):
         n_rows, n = x2.shape
         A = 2.0 * af
         c = 1.0 if lf is None else 1.0 - lf
-        t = mu + zf * sigma
-        neg_At = t * (-A)
-        gx = torch.empty(x2.shape, dtype=cd, device=x.device) if need_x or need_z or need_a else None
-        W_all = torch.zeros(n_rows, 1, dtype=cd, device=x.device)
-        R2_all = torch.zeros_like(W_all) if need_a else None
-        Rl_all = torch.zeros_like(W_all) if (need_l and lf is not None) else None
-        ubuf = qbuf = None
+        t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
+        need_w = need_x or need_z or need_a
+        gx = torch.empty(x2.shape, dtype=cd, device=x.device) if need_w else None
+        R1_all = torch.zeros(n_rows, 1, dtype=torch.float64, device=x.device)
+        R2_all = torch.zeros_like(R1_all) if need_a else None
+        Rl_all = torch.zeros_like(R1_all) if (need_l and lf is not None) else None
+        dbuf = qbuf = None
         for r0, r1 in _chunks(n_rows, n, chunk_elements):
             rows = r1 - r0
             xc = x2[r0:r1].to(cd)
             gc = g2[r0:r1].to(cd)
-            if ubuf is None:
-                ubuf = torch.empty(xc.shape, dtype=cd, device=x.device)
-                qbuf = torch.empty_like(ubuf)
-            u, q = ubuf[:rows], qbuf[:rows]
-            torch.add(neg_At[r0:r1], xc, alpha=A, out=u)
+            if dbuf is None:
+                dbuf = torch.empty(xc.shape, dtype=cd, device=x.device)
+                qbuf = torch.empty_like(dbuf)
+            d, q = dbuf[:rows], qbuf[:rows]
+            torch.sub(xc, t_hi[r0:r1], out=d).sub_(t_lo[r0:r1])
             if Rl_all is not None:  # dL/dl = sum g*x*S(-u), from S(-u) directly (1 - S(u) cancels)
-                torch.ops.aten.softplus_backward.grad_input(gc, u, -1.0, _SP_THRESHOLD, grad_input=q)
-                Rl_all[r0:r1] = torch.sum(q.mul_(xc), dim=1, keepdim=True)
-            if gx is None:
+                torch.ops.aten.softplus_backward.grad_input(gc, d, -A, _SP_THRESHOLD, grad_input=q)
+                Rl_all[r0:r1] = torch.sum(q.mul_(xc), dim=1, keepdim=True, dtype=torch.float64)
+            if not need_w:
                 continue
             gs = gx[r0:r1]
-            torch.ops.aten.softplus_backward.grad_input(gc, u, 1.0, _SP_THRESHOLD, grad_input=gs)  # g*S(u)
-            torch.ops.aten.softplus_backward.grad_input(gs, u, -1.0, _SP_THRESHOLD, grad_input=q)  # g*S'(u)
-            w = torch.mul(xc, q)
-            W = torch.sum(w, dim=1, keepdim=True) * (c * A)
-            W_all[r0:r1] = W
+            torch.ops.aten.softplus_backward.grad_input(gc, d, A, _SP_THRESHOLD, grad_input=gs)  # g*S(u)
+            torch.ops.aten.softplus_backward.grad_input(gs, d, -A, _SP_THRESHOLD, grad_input=q)  # g*S(u)*S(-u)
+            w = q.mul_(xc)  # x*g*S'(u)
+            R1 = torch.sum(w, dim=1, keepdim=True, dtype=torch.float64)
+            R1_all[r0:r1] = R1
+            if need_x:
+                if lf is not None:
+                    torch.lerp(gc, gs, c, out=gs)  # l*g + c*g*S(u)
+                gs.add_(w, alpha=c * A)
             if R2_all is not None:
-                R2_all[r0:r1] = torch.sum(w.mul_(u), dim=1, keepdim=True)
-            del w
-            if not need_x:
-                continue
-            # dL/dx = l*g + c*g*S(u) + x*(c*A*q + k1) + k0, k1*x + k0 = -(W/n)(1 + z(x - mu)/sigma)
-            k1 = W * (-zf / n) / sigma[r0:r1]
-            k0 = -(W / n) - k1 * mu[r0:r1]
-            if lf is not None:
-                torch.lerp(gc, gs, c, out=gs)
-            torch.add(k1, q, alpha=c * A, out=q)
-            gs.addcmul_(xc, q).add_(k0)
+                R2_all[r0:r1] = torch.sum(w.mul_(d), dim=1, keepdim=True, dtype=torch.float64)
+            if need_x:
+                # the path through mu and sigma: -(W/n)(1 + z(x - mu)/sigma), W = c*A*R1, written
+                # with d = x - t (accurate) as -(W/n)(1 + z^2 + z*d/sigma)
+                Wn = R1 * (c * A / n)
+                k1 = (Wn * (-zf) / sigma[r0:r1]).to(cd)
+                k0 = (Wn * (-(1.0 + zf * zf))).to(cd)
+                gs.addcmul_(d, k1).add_(k0)
         grads = [None] * 10
         if need_x:
             grads[0] = gx.reshape(x.shape).to(x.dtype)
-        if need_z:
-            grads[1] = (-(sigma * W_all).sum()).reshape(ctx.param_shapes[0])
-        if need_a:
-            grads[2] = (R2_all.sum() * (c / af)).reshape(ctx.param_shapes[1])
+
+        def _param_grad(total: Tensor, meta):
+            shape, dtype = meta
+            return total.reshape(shape).to(dtype)
+
+        if need_z:  # dL/dz = -sum sigma*W
+            grads[1] = _param_grad(-(sigma * R1_all).sum() * (c * A), ctx.param_meta[0])
+        if need_a:  # dL/dalpha = (c/alpha) sum x q u = 2c sum x q d
+            grads[2] = _param_grad(R2_all.sum() * (2.0 * c), ctx.param_meta[1])
         if need_l:
-            grads[3] = Rl_all.sum().reshape(ctx.param_shapes[2])
+            grads[3] = _param_grad(Rl_all.sum(), ctx.param_meta[2])
         return tuple(grads)
 
 
@@ -245,8 +265,8 @@ def _fused(x: Tensor, z, alpha, slope, dim, eps: float, chunk_elements: int) -> 
     lf = None if slope is None else _scalar_value(slope)
     x2 = _rows(x)
     with torch.no_grad():
-        mu, sigma, amax_bound = _statistics(x2.detach(), eps, chunk_elements)
-        if not _range_ok(x2, mu, sigma, amax_bound, zf, af, eps):
+        mu, sigma, norm = _statistics(x2.detach(), eps, chunk_elements)
+        if not _range_ok(x2, mu, sigma, norm, zf, af, eps):
             return None
     return _FusedASHFunction.apply(x, z, alpha, slope, mu, sigma, zf, af, lf, chunk_elements)
 
