@@ -311,8 +311,17 @@ def _ash_family(x: Tensor, z, alpha, dim: Dim, eps: float, slope=None, hard: boo
     return out.to(x.dtype)
 
 
+_IMPLS = ("fused", "reference")
+
+
+def _check_impl(impl: str) -> str:
+    if impl not in _IMPLS:
+        raise ValueError(f"impl={impl!r} is not supported: impl must be one of {_IMPLS}")
+    return impl
+
+
 def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0,
-        dim: Dim = None, eps: float = 1e-5) -> Tensor:
+        dim: Dim = None, eps: float = 1e-5, *, impl: str = "fused") -> Tensor:
     r"""Adaptive SwisH (Lee et al., NeurIPS 2022, App. eq. A4).
 
     .. math:: \mathrm{ASH}(x_i) = \frac{x_i}{1 + e^{-2\alpha (x_i - \mu_X - z \sigma_X)}}
@@ -327,7 +336,12 @@ def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] 
         alpha: sharpness > 0; alpha -> inf gives :func:`hard_ash`.
         dim: dims of the statistics; default every dim but the batch (dim 0), or dim 0 for 1-D x.
         eps: added to the variance, > 0.
+        impl: ``"fused"`` (default; :mod:`ashlib.fused`, saves only x and per-sample statistics)
+            or ``"reference"`` (the straightforward autograd form below).
     """
+    if _check_impl(impl) == "fused":
+        from ashlib import fused
+        return fused.ash(x, z, alpha, dim, eps)
     return _ash_family(x, z, alpha, dim, eps)
 
 
@@ -341,15 +355,20 @@ def hard_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, dim: Dim = None, eps: fl
 
 
 def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0,
-              slope: Union[Number, Tensor] = 0.01, dim: Dim = None, eps: float = 1e-5) -> Tensor:
+              slope: Union[Number, Tensor] = 0.01, dim: Dim = None, eps: float = 1e-5, *,
+              impl: str = "fused") -> Tensor:
     r"""Leaky ASH (App. eq. A8, smoothed like A4).
 
     .. math:: x_i \left(a + (1 - a)\, S(2\alpha(x_i - \mu_X - z\sigma_X))\right)
 
     so that values above the threshold pass with slope 1 and values below with slope ``a``.
+    ``impl`` as in :func:`ash`.
     """
     if _is_number(slope) and not (slope > 0 and math.isfinite(slope)):
         raise ValueError(f"slope={slope!r} is out of range: slope must be finite and > 0")
+    if _check_impl(impl) == "fused":
+        from ashlib import fused
+        return fused.leaky_ash(x, z, alpha, slope, dim, eps)
     return _ash_family(x, z, alpha, dim, eps, slope=slope)
 
 

@@ -1,0 +1,273 @@
+"""ASH against PyTorch's own activations, measured in one run.
+
+For each shape and dtype, every op runs forward and forward+backward on the same tensor, the ops
+interleaved within each repeat, and the median over repeats is reported as a ratio to F.silu and
+F.relu from the same run. Memory: bytes saved for backward (via saved_tensors_hooks) and peak
+bytes allocated during forward+backward (from the profiler's allocation events), as ratios to
+F.silu. A ResNet-20 training step (batch of 32x32 images) with ASH against ReLU closes the table.
+
+    python benchmarks/bench_activations.py --out results.json          # full run
+    python benchmarks/bench_activations.py --quick --out results.json  # a minute or two
+
+Numbers vary from run to run and machine to machine; only ratios taken in the same run mean much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import ashlib  # noqa: E402
+import ashlib.functional as AF  # noqa: E402
+from ashlib import fused as FU  # noqa: E402
+
+SHAPES = {"mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8)}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+Z, ALPHA, K = 0.0, 1.0, 0.5  # k = 0.5 <-> z = 0
+
+
+def ops(device: str) -> Dict[str, Callable]:
+    """The activations compared; ASH ops take a 0-d z and alpha that require grad, like ashlib.ASH."""
+    z = torch.tensor(Z, device=device, requires_grad=True)
+    a = torch.tensor(ALPHA, device=device, requires_grad=True)
+    return {
+        "relu": F.relu,
+        "silu": F.silu,
+        "ash (fused)": lambda x: AF.ash(x, z, a),
+        "ash (reference)": lambda x: AF.ash(x, z, a, impl="reference"),
+        "leaky_ash (fused)": lambda x: AF.leaky_ash(x, z, a, 0.01),
+        "topk_ash (topk+scatter)": lambda x: AF.topk_ash(x, K),
+        "topk_ash (kthvalue)": lambda x: FU.topk_ash_kthvalue(x, K),
+    }
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, slow: set) -> Dict[str, dict]:
+    """Median seconds of forward (no grad) and forward+backward, ops interleaved in each repeat."""
+    g = torch.randn_like(x)
+    res = {k: {"fwd": [], "fwdbwd": []} for k in fns}
+
+    def fwd(f):
+        with torch.no_grad():
+            f(x)
+
+    def fwdbwd(f):
+        xx = x.detach().requires_grad_()
+        f(xx).backward(g)
+
+    for f in fns.values():  # warm-up
+        fwd(f)
+        fwdbwd(f)
+    for r in range(reps):
+        for k, f in fns.items():
+            if k in slow and r >= max(1, reps // 5):
+                continue  # the reference is 10-100x slower: fewer repeats keep the run short
+            for kind, fn in (("fwd", fwd), ("fwdbwd", fwdbwd)):
+                _sync(device)
+                t0 = time.perf_counter()
+                fn(f)
+                _sync(device)
+                res[k][kind].append(time.perf_counter() - t0)
+    return {k: {kind: statistics.median(v) for kind, v in d.items()} for k, d in res.items()}
+
+
+def saved_bytes(f: Callable, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd saves for backward."""
+    seen = {}
+
+    def pack(t):
+        seen[(t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))] = t.numel() * t.element_size()
+        return t
+
+    xx = x.detach().requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = f(xx)
+    del y
+    return sum(seen.values())
+
+
+def peak_bytes(f: Callable, x: torch.Tensor) -> int:
+    """Peak of bytes allocated (net of frees) during forward+backward, from the profiler's events.
+
+    Each op's own allocations minus its frees, accumulated in time order; a temporary allocated
+    and freed inside one ATen op is not seen (ops written as several ATen calls are resolved).
+    """
+    g = torch.randn_like(x)
+    xx = x.detach().requires_grad_()
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if x.is_cuda else [])
+    with profile(activities=acts, profile_memory=True) as prof:
+        f(xx).backward(g)
+    evs = sorted(prof.events(), key=lambda e: e.time_range.start)
+    cur = peak = 0
+    for e in evs:
+        cur += e.self_device_memory_usage if x.is_cuda else e.self_cpu_memory_usage
+        peak = max(peak, cur)
+    return peak
+
+
+# --- ResNet-20 (He et al. 2016, CIFAR variant); the activation is a factory --------------------
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, act: Callable[[], nn.Module]) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.a1 = act()
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.a2 = act()
+        self.short = (nn.Sequential() if stride == 1 and cin == cout else
+                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return self.a2(self.b2(self.c2(self.a1(self.b1(self.c1(x))))) + self.short(x))
+
+
+def resnet20(act: Callable[[], nn.Module], num_classes: int = 10) -> nn.Module:
+    """ResNet-20 for 32x32 inputs: 3 stages of 3 basic blocks, 16/32/64 channels."""
+    layers: List[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), act()]
+    cin = 16
+    for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(3):
+            layers.append(_Block(cin, cout, stride if i == 0 else 1, act))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class _ReferenceASH(ashlib.ASH):
+    def forward(self, x):
+        return AF.ash(x, self.z_param, self.log_alpha.exp(), dim=self.dim, eps=self.eps, impl="reference")
+
+
+def resnet_step_times(batch: int, reps: int, device: str) -> Dict[str, float]:
+    """Median seconds of one SGD training step of ResNet-20 per activation, steps interleaved."""
+    acts = {"relu": nn.ReLU, "silu": nn.SiLU, "ash (fused)": lambda: ashlib.ASH(k=0.5),
+            "ash (reference)": lambda: _ReferenceASH(k=0.5)}
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    models = {k: resnet20(a).to(device) for k, a in acts.items()}
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+    times: Dict[str, list] = {k: [] for k in acts}
+
+    def step(k):
+        opts[k].zero_grad(set_to_none=True)
+        F.cross_entropy(models[k](x), y).backward()
+        opts[k].step()
+
+    for k in acts:
+        step(k)
+    for _ in range(reps):
+        for k in acts:
+            _sync(device)
+            t0 = time.perf_counter()
+            step(k)
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def keep_heap() -> bool:
+    """Ask glibc to keep freed memory instead of returning it to the OS after every op.
+
+    Otherwise each fresh 16 MB output is page-faulted in again, which on small machines costs
+    more than the arithmetic and hides the ops' own cost. Both sides of every ratio run under
+    the same setting; ``--allocator-default`` keeps glibc's behaviour.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-1, 1 << 30)) and bool(libc.mallopt(-3, 1 << 30))  # TRIM, MMAP thresholds
+    except OSError:
+        return False
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="bench_results.json", help="JSON file to write")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller ResNet batch")
+    ap.add_argument("--reps", type=int, default=None, help="repeats per op (median taken)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--shapes", nargs="*", default=list(SHAPES), help="subset of: " + ", ".join(SHAPES))
+    ap.add_argument("--dtypes", nargs="*", default=list(DTYPES))
+    ap.add_argument("--allocator-default", action="store_true", help="don't call mallopt (see keep_heap)")
+    ap.add_argument("--no-resnet", action="store_true")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    heap_kept = False if args.allocator_default or args.device != "cpu" else keep_heap()
+    reps = args.reps or (7 if args.quick else 25)
+    device = args.device
+    meta = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(), "device": device,
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "reps": reps,
+            "quick": args.quick, "heap_kept": heap_kept, "z": Z, "alpha": ALPHA, "k": K,
+            "timing": "wall clock, median over repeats, ops interleaved within each repeat"}
+    rows = []
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, reps {reps}, "
+          f"heap kept: {heap_kept}")
+    header = f"{'shape':18s} {'dtype':9s} {'op':24s} {'fwd ms':>8s} {'f+b ms':>8s} {'fwd/silu':>8s} " \
+             f"{'f+b/silu':>8s} {'f+b/relu':>8s} {'saved/silu':>10s} {'peak/silu':>9s}"
+    print(header)
+    print("-" * len(header))
+    for sname in args.shapes:
+        for dname in args.dtypes:
+            torch.manual_seed(0)
+            x = torch.randn(SHAPES[sname], device=device).to(DTYPES[dname])
+            fns = ops(device)
+            slow = {"ash (reference)"}
+            t = time_ops(fns, x, reps, device, slow)
+            mem = {k: (saved_bytes(f, x), peak_bytes(f, x)) for k, f in fns.items()}
+            for k in fns:
+                row = {"shape": sname, "dims": list(SHAPES[sname]), "dtype": dname, "op": k,
+                       "fwd_s": t[k]["fwd"], "fwdbwd_s": t[k]["fwdbwd"],
+                       "fwd_vs_silu": t[k]["fwd"] / t["silu"]["fwd"],
+                       "fwdbwd_vs_silu": t[k]["fwdbwd"] / t["silu"]["fwdbwd"],
+                       "fwd_vs_relu": t[k]["fwd"] / t["relu"]["fwd"],
+                       "fwdbwd_vs_relu": t[k]["fwdbwd"] / t["relu"]["fwdbwd"],
+                       "saved_bytes": mem[k][0], "peak_bytes": mem[k][1],
+                       "input_bytes": x.numel() * x.element_size(),
+                       "saved_vs_silu": mem[k][0] / max(1, mem["silu"][0]),
+                       "peak_vs_silu": mem[k][1] / max(1, mem["silu"][1])}
+                rows.append(row)
+                print(f"{sname:18s} {dname:9s} {k:24s} {row['fwd_s'] * 1e3:8.2f} {row['fwdbwd_s'] * 1e3:8.2f} "
+                      f"{row['fwd_vs_silu']:8.2f} {row['fwdbwd_vs_silu']:8.2f} {row['fwdbwd_vs_relu']:8.2f} "
+                      f"{row['saved_vs_silu']:10.2f} {row['peak_vs_silu']:9.2f}", flush=True)
+    result = {"meta": meta, "activations": rows}
+    if not args.no_resnet:
+        batch = 32 if args.quick else 128
+        steps = resnet_step_times(batch, max(3, reps // 2), device)
+        result["resnet20_step"] = {"batch": batch, "input": [batch, 3, 32, 32], "seconds": steps,
+                                   "vs_relu": {k: v / steps["relu"] for k, v in steps.items()}}
+        print(f"\nResNet-20 training step, batch {batch} of 3x32x32 (SGD, cross-entropy):")
+        for k, v in steps.items():
+            print(f"  {k:18s} {v * 1e3:9.1f} ms   x{v / steps['relu']:.2f} of ReLU")
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=1)
+    print(f"\nwrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
