@@ -240,8 +240,7 @@ def _scaled_statistics(xc: Tensor, dims: Tuple[int, ...]):
     """Per-sample power-of-two scale and the mean and variance of x / scale.
 
     Dividing by a power of two near max|x| is exact and keeps every intermediate in [-2, 2),
-    so the statistics neither overflow (|x| near the float max) nor underflow. The scale is a
-    constant for autograd: the formulas below are exact functions of x for any fixed scale.
+    so the statistics neither overflow (|x| near the float max) nor underflow.
     """
     amax = torch.amax(xc.detach().abs(), dim=dims, keepdim=True)
     _, exponent = torch.frexp(amax)
@@ -252,40 +251,70 @@ def _scaled_statistics(xc: Tensor, dims: Tuple[int, ...]):
     return scale, y, my, vy
 
 
+def _sigma_over_scale(scale: Tensor, vy: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
+    """sigma = sqrt(scale^2 vy + eps) and sigma / scale, both without overflow or underflow."""
+    root_eps = math.sqrt(eps)
+    if eps == 0:
+        sy = torch.sqrt(vy)
+        return scale * sy, sy
+    # scale >= sqrt(eps): sigma/scale = hypot(sqrt(vy), sqrt(eps)/scale); eps/scale^2 itself
+    # would underflow to 0 for scale > ~1e151 (a constant map near the float max)
+    sy_a = torch.hypot(torch.sqrt(vy), root_eps / torch.clamp(scale, min=root_eps))
+    # scale < sqrt(eps), a map far below sqrt(eps): sigma ~ sqrt(eps); eps/scale^2 would overflow
+    r_b = torch.clamp(scale, max=root_eps) / root_eps
+    sigma_b = root_eps * torch.sqrt(r_b * r_b * vy + 1)
+    case_a = scale >= root_eps
+    sigma = torch.where(case_a, scale * sy_a, sigma_b)
+    return sigma, torch.where(case_a, sy_a, sigma_b / scale)
+
+
+class _MapStatistics(torch.autograd.Function):
+    """Per-sample (mu, sigma = sqrt(population variance + eps)) over ``dims``, with keepdim.
+
+    Computed in units of a power-of-two scale (no overflow for |x| up to the float max), with
+    the analytic derivative d mu/dx_j = 1/n, d sigma/dx_j = (x_j - mu)/(n sigma) formed from
+    scale-free ratios: differentiating through the scaled formulas would multiply and divide
+    by the scale (up to 2**1023) and overflow to inf * 0 on huge maps.
+    """
+
+    @staticmethod
+    def forward(ctx, xc: Tensor, dims: Tuple[int, ...], eps: float):
+        scale, y, my, vy = _scaled_statistics(xc, dims)
+        sigma, sy = _sigma_over_scale(scale, vy, eps)
+        ctx.dims = dims
+        ctx.n = math.prod(xc.shape[d] for d in dims)
+        ctx.save_for_backward(y, my, sy)
+        return scale * my, sigma
+
+    @staticmethod
+    def backward(ctx, grad_mu: Tensor, grad_sigma: Tensor):
+        y, my, sy = ctx.saved_tensors
+        # (x_j - mu) / sigma = (y_j - my) / sy, |.| <= sqrt(n); sy > 0 whenever y_j != my
+        ratio = torch.where(y == my, torch.zeros_like(y), (y - my) / torch.where(sy > 0, sy, torch.ones_like(sy)))
+        return (grad_mu + grad_sigma * ratio) / ctx.n, None, None
+
+
 def map_statistics(x: Tensor, dim: Dim = None, eps: float = 1e-5) -> Tuple[Tensor, Tensor]:
-    """Per-sample mean and ``sqrt(population variance + eps)`` over ``dim`` (keepdim), as ASH uses."""
+    """Per-sample mean and ``sqrt(population variance + eps)`` over ``dim`` (keepdim), as ASH uses.
+
+    Differentiable (gradients flow back to x); finite for every finite x.
+    """
     check_nonnegative("eps", eps)
     dims = reduce_dims(x, dim)
     xc = x.to(_compute_dtype(x, wide=True))
-    scale, _, my, vy = _scaled_statistics(xc, dims)
-    r = scale / math.sqrt(eps) if eps > 0 else None
-    if r is None:
-        sigma = scale * torch.sqrt(vy)
-    else:
-        sigma = torch.where(r >= 1, scale * torch.sqrt(vy + torch.clamp(r, min=1.0) ** -2),
-                            math.sqrt(eps) * torch.sqrt(torch.clamp(r, max=1.0) ** 2 * vy + 1))
-    return (scale * my).to(x.dtype), sigma.to(x.dtype)
+    mu, sigma = _MapStatistics.apply(xc, dims, float(eps))
+    return mu.to(x.dtype), sigma.to(x.dtype)
 
 
 def _ash_argument(xc: Tensor, z, alpha, dims: Tuple[int, ...], eps: float) -> Tensor:
     """u = 2*alpha*(x - mu - z*sigma), computed without overflow for any finite x."""
-    scale, y, my, vy = _scaled_statistics(xc, dims)
+    mu, sigma = _MapStatistics.apply(xc, dims, float(eps))
     z = _as_tensor(z, xc)
     two_alpha = 2 * _as_tensor(alpha, xc)
     # x - t itself can exceed the float range (x = max, t = -max): it is clamped so that an
     # infinite u (where the sigmoid is flat) cannot meet a zero gradient as inf * 0 in backward
     big = torch.finfo(xc.dtype).max
-    if eps == 0:
-        return two_alpha * torch.clamp(scale * (y - my - z * torch.sqrt(vy)), -big, big)
-    r = scale / math.sqrt(eps)
-    # Case A, scale >= sqrt(eps): work in units of the scale, sigma/scale = sqrt(vy + eps/scale^2).
-    r_a = torch.clamp(r, min=1.0)
-    u_a = two_alpha * torch.clamp(scale * (y - my - z * torch.sqrt(vy + r_a ** -2)), -big, big)
-    # Case B, a map much smaller than sqrt(eps): sigma ~ sqrt(eps); eps/scale^2 would overflow.
-    r_b = torch.clamp(r, max=1.0)
-    sigma_b = math.sqrt(eps) * torch.sqrt(r_b * r_b * vy + 1)
-    u_b = two_alpha * torch.clamp(xc - scale * my - z * sigma_b, -big, big)
-    return torch.where(r >= 1, u_a, u_b)
+    return two_alpha * torch.clamp(xc - mu - z * sigma, -big, big)
 
 
 def _ash_family(x: Tensor, z, alpha, dim: Dim, eps: float, slope=None, hard: bool = False) -> Tensor:

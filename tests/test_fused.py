@@ -37,9 +37,9 @@ def _args(kind, x, z=0.7, a=1.3, slope=0.05, dtype=torch.float64):
     return args + ((_p(slope, dtype),) if kind == "leaky_ash" else ())
 
 
-def _all_grads(fn, args, seed=0):
+def _all_grads(fn, args, seed=0, scale=1.0):
     y = fn(*args)
-    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(y.dtype)
+    g = (scale * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).to(y.dtype)
     return y, torch.autograd.grad(y, args, g)
 
 
@@ -169,22 +169,18 @@ def _edge_maps(dtype):
 def test_edge_cases_finite_and_equal_to_reference(kind, case, dtype):
     x = _edge_maps(dtype)[case]
     args = _args(kind, x.clone().requires_grad_(), z=0.5, a=1.0, dtype=dtype)
-    y1, g1 = _all_grads(_fused(kind), args)
-    y2, g2 = _all_grads(_reference(kind), tuple(a.detach().clone().requires_grad_() for a in args))
+    # on maps near the float max an O(1) upstream gradient gives parameter gradients beyond the
+    # float range (they overflow for real); a small upstream keeps the true gradients finite
+    up = 1e-300 if case.startswith("huge") and dtype == torch.float64 else 1.0
+    y1, g1 = _all_grads(_fused(kind), args, scale=up)
+    y2, g2 = _all_grads(_reference(kind), tuple(a.detach().clone().requires_grad_() for a in args), scale=up)
     # a map with mean 1e4 and spread 1 is ill-conditioned: fused and reference both sit ~1e-12 from
     # the 50-digit value there, so they may differ by a few times that
     tol = (1e-12 if dtype == torch.float64 else 1e-5) * (20 if case == "large_mean" else 1)
-    reference_nan = False
     for a_, b_ in zip((y1,) + g1, (y2,) + g2):
-        if not bool(torch.isfinite(b_).all()):
-            reference_nan = True  # the fused op hands these inputs to the reference: same values
-            continue
-        assert bool(torch.isfinite(a_).all()), case
+        assert bool(torch.isfinite(b_).all()) and bool(torch.isfinite(a_).all()), case
         if float(b_.abs().max()) >= 1e-30:  # the contract's range
             assert _rel(a_, b_) <= tol, case
-    if reference_nan:
-        pytest.xfail("the reference implementation returns NaN gradients for float64 maps near the "
-                     "dtype's max (norm of x overflows in its statistics' backward); reported to the lead")
 
 
 def test_reference_path_taken_where_the_fast_path_cannot_be_exact():

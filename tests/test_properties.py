@@ -27,7 +27,10 @@ def test_ash_tends_to_hard_ash_as_alpha_grows(xs, z, seed):
     for alpha in (10.0, 1e3, 1e6):
         soft = AF.ash(x, z, alpha)
         bound = x.abs() * torch.exp(-2 * alpha * (x - t).abs())
-        assert torch.all((soft - hard).abs() <= bound * (1 + 1e-9) + 1e-300)
+        # slack: t is computed separately here (at alpha = 1e6 its rounding moves the bound by
+        # ~1e-8 relative), and soft - hard cancels to within a few ulps of x
+        slack = 8 * torch.finfo(torch.float64).eps * x.abs()
+        assert torch.all((soft - hard).abs() <= bound * (1 + 1e-6) + slack + 1e-300)
     far = (x - t).abs() > 1e-3
     assert torch.allclose(AF.ash(x, z, 1e6)[far], hard[far], rtol=0, atol=1e-12)
 
