@@ -69,13 +69,24 @@ def _compiling() -> bool:
 # --- dtype helpers -----------------------------------------------------------------------
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    # half-precision inputs are computed in float32: their own precision cannot represent
-    # the intermediate quantities (eps, exp of moderate numbers) the formulas need
-    if x.dtype in (torch.float16, torch.bfloat16):
-        return torch.float32
+def _compute_dtype(x: Tensor, wide: bool = False) -> torch.dtype:
+    """The dtype a formula is evaluated in for input ``x``.
+
+    Half-precision inputs are computed in float32: their own precision cannot represent the
+    intermediates (eps, exp of moderate numbers). With ``wide=True`` every input narrower than
+    float64 is computed in float64: the element-wise formulas of Farhadi et al. and Swish have
+    derivatives such as x**2 * exp(-alpha*x) whose factors underflow float32 (exp(-100) is
+    subnormal) while the product is a normal number, and adaptive Gumbel multiplies the
+    rounding error of its exponent L by L (up to ~70).
+    """
     if not x.is_floating_point():
         raise ValueError(f"x has dtype {x.dtype}; a floating-point tensor is required")
+    if x.dtype == torch.float64:
+        return x.dtype
+    if wide:
+        return torch.float64
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
     return x.dtype
 
 
@@ -136,35 +147,43 @@ _G_SERIES = [(-1.0) ** (j + 1) * (j + 1) / (j + 2) for j in range(24)]
 _G_SERIES_BELOW = -2.5
 
 
-class _GumbelLog(torch.autograd.Function):
-    """L(x, alpha) = log(1 + alpha*exp(x)) / alpha, the exponent of adaptive Gumbel.
+class _AdaptiveGumbel(torch.autograd.Function):
+    """sigma_alpha(x) = 1 - exp(-L), L = log(1 + alpha*exp(x)) / alpha, with analytic derivatives.
 
-    Adaptive Gumbel is 1 - exp(-L). The derivative dL/dalpha = (q/(1+q) - log1p(q)) / alpha**2
-    (q = alpha*e**x) is a difference of two nearly equal terms when q is small (both ~ q,
-    the difference ~ -q**2/2), so it is computed from its Taylor series there.
+    The forward uses ``L = softplus(x + log alpha) / alpha`` and ``-expm1(-L)``, which keep full
+    relative accuracy where the printed form returns 0 (output ~ e**x) or overflows.
+    The derivative dL/dalpha = (q/(1+q) - log1p(q)) / alpha**2 (q = alpha*e**x) is a difference
+    of two nearly equal terms when q is small (both ~ q, the difference ~ -q**2/2), so it is
+    taken from its Taylor series there. exp(-L) * dL/dalpha is formed only where exp(-L) > 0:
+    dL/dalpha may overflow exactly where exp(-L) underflows, and their product is then 0.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, a: Tensor) -> Tensor:
-        v = x + torch.log(a)
-        ctx.save_for_backward(x, a, v)
-        return _softplus(v) / a
+        log_a = torch.log(a)
+        v = x + log_a
+        L = _softplus(v) / a
+        ctx.save_for_backward(x, a, v, L)
+        return -torch.expm1(-L)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, a, v = ctx.saved_tensors
+        x, a, v, L = ctx.saved_tensors
+        e = torch.exp(-L)
         gx = ga = None
         if ctx.needs_input_grad[0]:
-            gx = grad * torch.sigmoid(v) / a
+            gx = grad * (e * (torch.sigmoid(v) / a))
         if ctx.needs_input_grad[1]:
-            direct = (torch.sigmoid(v) - _softplus(v)) / (a * a)
-            q = torch.exp(torch.clamp(v, max=_G_SERIES_BELOW))
+            direct = -((_softplus(v) - torch.sigmoid(v)) / a) / a
+            v_s = torch.clamp(v, max=_G_SERIES_BELOW)
+            q = torch.exp(v_s)
             g = torch.full_like(q, _G_SERIES[-1])
             for c in reversed(_G_SERIES[:-1]):
                 g = g * q + c
-            # g < 0: write exp(2x) * g as -exp(2x + log(-g)) so that neither factor overflows alone
-            series = -torch.exp(2 * x + torch.log(-g))
-            ga = grad * torch.where(v < _G_SERIES_BELOW, series, direct)
+            ex = torch.exp(v_s - torch.log(a))  # e**x where the series applies
+            series = (ex * ex) * g
+            dL_da = torch.where(v < _G_SERIES_BELOW, series, direct)
+            ga = grad * torch.where(e > 0, e * dL_da, torch.zeros_like(e))
         return gx, ga
 
 
@@ -237,7 +256,7 @@ def map_statistics(x: Tensor, dim: Dim = None, eps: float = 1e-5) -> Tuple[Tenso
     """Per-sample mean and ``sqrt(population variance + eps)`` over ``dim`` (keepdim), as ASH uses."""
     check_nonnegative("eps", eps)
     dims = reduce_dims(x, dim)
-    xc = x.to(_compute_dtype(x))
+    xc = x.to(_compute_dtype(x, wide=True))
     scale, _, my, vy = _scaled_statistics(xc, dims)
     r = scale / math.sqrt(eps) if eps > 0 else None
     if r is None:
@@ -253,17 +272,19 @@ def _ash_argument(xc: Tensor, z, alpha, dims: Tuple[int, ...], eps: float) -> Te
     scale, y, my, vy = _scaled_statistics(xc, dims)
     z = _as_tensor(z, xc)
     two_alpha = 2 * _as_tensor(alpha, xc)
+    # x - t itself can exceed the float range (x = max, t = -max): it is clamped so that an
+    # infinite u (where the sigmoid is flat) cannot meet a zero gradient as inf * 0 in backward
+    big = torch.finfo(xc.dtype).max
     if eps == 0:
-        d = y - my - z * torch.sqrt(vy)
-        return two_alpha * (scale * d)
+        return two_alpha * torch.clamp(scale * (y - my - z * torch.sqrt(vy)), -big, big)
     r = scale / math.sqrt(eps)
     # Case A, scale >= sqrt(eps): work in units of the scale, sigma/scale = sqrt(vy + eps/scale^2).
     r_a = torch.clamp(r, min=1.0)
-    u_a = two_alpha * (scale * (y - my - z * torch.sqrt(vy + r_a ** -2)))
+    u_a = two_alpha * torch.clamp(scale * (y - my - z * torch.sqrt(vy + r_a ** -2)), -big, big)
     # Case B, a map much smaller than sqrt(eps): sigma ~ sqrt(eps); eps/scale^2 would overflow.
     r_b = torch.clamp(r, max=1.0)
     sigma_b = math.sqrt(eps) * torch.sqrt(r_b * r_b * vy + 1)
-    u_b = two_alpha * (xc - scale * my - z * sigma_b)
+    u_b = two_alpha * torch.clamp(xc - scale * my - z * sigma_b, -big, big)
     return torch.where(r >= 1, u_a, u_b)
 
 
@@ -275,15 +296,17 @@ def _ash_family(x: Tensor, z, alpha, dim: Dim, eps: float, slope=None, hard: boo
         raise ValueError(f"eps={eps!r} is out of range: eps must be finite and > 0 (it keeps sigma and "
                          "its gradient finite on a constant feature map)")
     dims = reduce_dims(x, dim)
-    xc = x.to(_compute_dtype(x))
+    # float64 throughout: in float32 the rounding of x - t (relative to |t|) is multiplied by
+    # |u| in the tail, which breaks the 1e-5 contract there
+    xc = x.to(_compute_dtype(x, wide=True))
     u = _ash_argument(xc, z, alpha, dims, eps)
     if hard:
         out = xc * (u >= 0).to(xc.dtype)
     else:
         gate = _Sigmoid.apply(u)
         if slope is not None:
-            s = _as_tensor(slope, xc)
-            gate = s + (1 - s) * gate
+            # a + (1 - a) S(u) written as S(u) + a S(-u): d/da = S(-u) without the cancellation of 1 - S(u)
+            gate = gate + _as_tensor(slope, xc) * _Sigmoid.apply(-u)
         out = xc * gate
     return out.to(x.dtype)
 
@@ -369,15 +392,15 @@ def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
     about exp(x) and overflows for large x. ``alpha`` broadcasts against x.
     """
     check_positive("alpha", alpha)
-    xc = x.to(_compute_dtype(x))
+    xc = x.to(_compute_dtype(x, wide=True))
     a = _as_tensor(alpha, xc)
     a = a.expand_as(xc) if a.shape != xc.shape else a
-    return _OneMinusExpNeg.apply(_GumbelLog.apply(xc, a)).to(x.dtype)
+    return _AdaptiveGumbel.apply(xc, a).to(x.dtype)
 
 
 def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0) -> Tensor:
     r"""Swish (Ramachandran et al.): :math:`x\,S(\beta x)`; SiLU at beta = 1."""
-    xc = x.to(_compute_dtype(x))
+    xc = x.to(_compute_dtype(x, wide=True))
     return (xc * _Sigmoid.apply(_as_tensor(beta, xc) * xc)).to(x.dtype)
 
 
@@ -395,6 +418,6 @@ def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponenti
     check_positive("alpha", alpha)
     if cdf == "logistic":
         return swish(x, alpha)
-    xc = x.to(_compute_dtype(x))
+    xc = x.to(_compute_dtype(x, wide=True))
     xp = torch.clamp(xc, min=0)  # clamping first keeps exp(-alpha*x) from overflowing for x < 0
     return (xp * _OneMinusExpNeg.apply(_as_tensor(alpha, xc) * xp)).to(x.dtype)

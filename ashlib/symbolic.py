@@ -13,6 +13,7 @@ Symbols follow the papers: ``x`` the input, ``t = mu + z*sigma`` the ASH thresho
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, Iterable, List, Sequence
 
 import mpmath
@@ -108,6 +109,7 @@ def derivative(name: str, wrt: str) -> sp.Expr:
 
 
 _LAMBDA_CACHE: Dict[tuple, Callable] = {}
+_NEGLIGIBLE = mpmath.mpf("1e-100")
 
 
 def _lambdified(expr: sp.Expr, names: Sequence[str]) -> Callable:
@@ -135,8 +137,24 @@ def evaluate(expr: sp.Expr | str, dps: int = DPS, **values: float) -> mpmath.mpf
     if missing:
         raise ValueError(f"missing values for symbols {missing}")
     fn = _lambdified(expr, names)
+    # Formulas that cancel (d/dalpha of adaptive Gumbel at small alpha*exp(x) loses ~40 digits)
+    # are re-evaluated at growing precision until two runs agree to ``dps`` digits.
+    prev = None
+    work = dps + 10
+    while True:
+        with mpmath.workdps(work):
+            cur = fn(*[mpmath.mpf(values[n]) for n in names])
+            if prev is not None and (cur == prev or abs(cur - prev) <= abs(cur) * mpmath.mpf(10) ** (-dps)):
+                break
+            # astronomically small values (exp(-exp(400)), say) carry their error in the exponent;
+            # they only ever serve as "below 1e-30", which both runs agree on
+            if prev is not None and abs(cur) < _NEGLIGIBLE and abs(prev) < _NEGLIGIBLE:
+                break
+            if work > 8 * dps:
+                raise ArithmeticError(f"no {dps}-digit agreement up to {work} digits for {expr} at {values}")
+            prev, work = cur, 2 * work
     with mpmath.workdps(dps):
-        return +fn(*[mpmath.mpf(values[n]) for n in names])
+        return +cur
 
 
 def evaluate_many(expr: sp.Expr | str, dps: int = DPS, **arrays: Iterable[float]) -> List[mpmath.mpf]:
@@ -169,11 +187,12 @@ def ash_map(xs: Sequence[float], z: float = 0.0, alpha: float = 1.0, eps: float 
     with mpmath.workdps(dps):
         m, s = map_statistics(xs, eps, dps)
         tt = m + mpmath.mpf(z) * s
+        names = sorted(s_.name for s_ in expr.free_symbols)
+        fn = _lambdified(expr, names)
         out = []
         for v in xs:
             subs = {"x": mpmath.mpf(v), "t": tt, "alpha": mpmath.mpf(alpha), "a": mpmath.mpf(slope)}
-            names = sorted(s_.name for s_ in expr.free_symbols)
-            out.append(+_lambdified(expr, names)(*[subs[n] for n in names]))
+            out.append(+fn(*[subs[n] for n in names]))
         return out
 
 
@@ -194,6 +213,20 @@ def ash_map_symbolic(n: int, kind: str = "ash"):
     return xs, outs
 
 
+@functools.lru_cache(maxsize=None)
+def _jacobian_functions(n: int, kind: str):
+    xs, outs = ash_map_symbolic(n, kind)
+    eps_s = sp.Symbol("eps", positive=True)
+    args = list(xs) + [z, alpha, slope, eps_s]
+    params = {"dz": z, "dalpha": alpha}
+    if kind == "leaky_ash":
+        params["da"] = slope
+    lam = lambda e: sp.lambdify(args, e, modules="mpmath")  # noqa: E731
+    dx = [[lam(sp.diff(o, xj)) for xj in xs] for o in outs]
+    dp = {key: [lam(sp.diff(o, sym)) for o in outs] for key, sym in params.items()}
+    return dx, dp
+
+
 def ash_map_jacobian(xs_val: Sequence[float], z_val: float, alpha_val: float, eps: float = 1e-5,
                      kind: str = "ash", slope_val: float = 0.01, dps: int = DPS):
     """Exact derivatives of reference ASH over a small map, by sympy differentiation.
@@ -202,33 +235,23 @@ def ash_map_jacobian(xs_val: Sequence[float], z_val: float, alpha_val: float, ep
     for Leaky ASH, ``"da"`` (lists of d out_i / d parameter), all evaluated at ``dps`` digits.
     Meant for small maps (n up to about 8): the expressions grow with n.
     """
-    n = len(xs_val)
-    xs, outs = ash_map_symbolic(n, kind)
-    eps_s = sp.Symbol("eps", positive=True)
-    params = {"dz": z, "dalpha": alpha}
-    if kind == "leaky_ash":
-        params["da"] = slope
-    subs_syms = list(xs) + [z, alpha, slope, eps_s]
-    with mpmath.workdps(dps):
+    dx, dp = _jacobian_functions(len(xs_val), kind)
+    with mpmath.workdps(dps + 20):  # the terms through mu and sigma cancel partly: keep spare digits
         vals = [mpmath.mpf(v) for v in xs_val] + [mpmath.mpf(z_val), mpmath.mpf(alpha_val),
                                                    mpmath.mpf(slope_val), mpmath.mpf(eps)]
-        res: Dict[str, list] = {"dx": []}
-        for o in outs:
-            row = []
-            for xj in xs:
-                f = sp.lambdify(subs_syms, sp.diff(o, xj), modules="mpmath")
-                row.append(+f(*vals))
-            res["dx"].append(row)
-        for key, sym in params.items():
-            res[key] = [+sp.lambdify(subs_syms, sp.diff(o, sym), modules="mpmath")(*vals) for o in outs]
+        res: Dict[str, list] = {"dx": [[f(*vals) for f in row] for row in dx]}
+        res.update({key: [f(*vals) for f in fs] for key, fs in dp.items()})
+    with mpmath.workdps(dps):
+        res["dx"] = [[+v for v in row] for row in res["dx"]]
+        for key in dp:
+            res[key] = [+v for v in res[key]]
         return res
 
 
 def z_from_k(k_val: float, dps: int = DPS) -> mpmath.mpf:
-    """Reference Gaussian quantile z_k = Phi^-1(1 - k) at ``dps`` digits."""
-    with mpmath.workdps(dps):
+    """Reference Gaussian quantile z_k = Phi^-1(1 - k) = sqrt(2) erfinv(1 - 2k), at ``dps`` digits."""
+    with mpmath.workdps(dps + 20):  # 1 - 2k is exact at this precision for any float k
         kk = mpmath.mpf(k_val)
-        # Phi(-z) = k  <=>  erfc(z/sqrt(2))/2 = k
-        return +(mpmath.sqrt(2) * mpmath.erfinv(1 - 2 * kk)) if kk > mpmath.mpf("1e-10") else \
-            +mpmath.findroot(lambda zz: mpmath.erfc(zz / mpmath.sqrt(2)) / 2 - kk,
-                             mpmath.sqrt(-2 * mpmath.log(kk)))
+        zz = mpmath.sqrt(2) * mpmath.erfinv(1 - 2 * kk)
+    with mpmath.workdps(dps):
+        return +zz
