@@ -407,7 +407,7 @@ class Table2Config:
     batch_norm: bool = True
     fc_width: int = 1000
     channels: tuple[int, ...] = (20, 50)
-    epochs: int = 6
+    epochs: int = 5
     lr: float = 0.01
     momentum: float = 0.0
     batch_size: int = 32
@@ -418,7 +418,7 @@ class Table2Config:
 
     @classmethod
     def for_profile(cls, profile: str) -> "Table2Config":
-        """``quick``: scikit-learn digits at 28 x 28, 6 epochs, batch 32, seeds 0 and 1, one CPU thread
+        """``quick``: scikit-learn digits at 28 x 28, 5 epochs, batch 32, seeds 0 and 1, one CPU thread
         (the 1,347 training digits give only 14 steps per epoch at batch 100).
         ``paper``: MNIST, 150 epochs, batch 100, seed 0, all threads (FC 1000, batch norm, plain SGD
         with lr 0.01 in both)."""
@@ -535,7 +535,8 @@ class Table2Result(ExperimentResult):
         - F-T2-CLAIM: the paper's text names AGumb in the conv layer as best; here the best
           conv row (by its best cell) is reported; AGumb conv best (within one se): reproduced, else not.
         - adaptive Gumbel beats sigmoid (the paper's reason to drop sigmoid from Table 2): the
-          AGumb/AGumb cell above the Sig/Sig baseline: reproduced.
+          AGumb/AGumb cell above the Sig/Sig baseline by more than the sum of their standard
+          errors: reproduced; within it: a tie (not reproduced).
         """
         summ = {(s["conv"], s["fc"]): s for s in self.summary()}
         out = []
@@ -561,9 +562,14 @@ class Table2Result(ExperimentResult):
                         + ", ".join(f"{SHORT_NAMES.get(c, c)} {v:.1f}" for c, v in best_by_conv.items()),
                         "verdict": "reproduced" if ok else "not reproduced"})
         if ("agumbel", "agumbel") in summ and ("sigmoid", "sigmoid") in summ:
-            g, s = summ[("agumbel", "agumbel")]["acc_mean"], summ[("sigmoid", "sigmoid")]["acc_mean"]
-            out.append({"claim": "F-T1-CLAIMS (AGumb > Sig, LeNet5)", "evidence": f"AGumb/AGumb {g:.1f} vs Sig/Sig {s:.1f}",
-                        "verdict": "reproduced" if g > s else "not reproduced"})
+            ga, sa = summ[("agumbel", "agumbel")], summ[("sigmoid", "sigmoid")]
+            g, s = ga["acc_mean"], sa["acc_mean"]
+            margin = (ga["acc_se"] or 0.0) + (sa["acc_se"] or 0.0)
+            verdict = ("reproduced" if g - s > margin else
+                       "not reproduced (tie within the spread over seeds)" if abs(g - s) <= margin else "not reproduced")
+            out.append({"claim": "F-T1-CLAIMS (AGumb > Sig, LeNet5)",
+                        "evidence": f"AGumb/AGumb {g:.1f} vs Sig/Sig {s:.1f} (sum of the two se: {margin:.1f})",
+                        "verdict": verdict})
         return out
 
 
