@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import DatasetFormatError, missing_files_error, torchvision_available
+from ._common import DatasetFormatError, missing_files_error, torchvision_arrays
 from .tensors import ImageTensorDataset
 
 __all__ = ["load_cifar10", "load_cifar100", "read_cifar_batch", "CIFAR_URL"]
@@ -82,16 +82,11 @@ def _load(root: str | Path, train: bool, folder: str, files: list[str], label_ke
 
 
 def _via_torchvision(cls_name: str, root: str | Path, train: bool) -> ImageTensorDataset | None:
-    if not torchvision_available():
+    arrays = torchvision_arrays(cls_name, root, train)
+    if arrays is None:
         return None
-    import torchvision.datasets as tvd  # noqa: PLC0415 (optional dependency)
-
-    try:
-        ds = getattr(tvd, cls_name)(str(root), train=train, download=False)
-    except (RuntimeError, OSError, ValueError):
-        return None
-    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-    return ImageTensorDataset(images, torch.as_tensor(ds.targets, dtype=torch.int64))
+    images = torch.from_numpy(np.ascontiguousarray(arrays[0].transpose(0, 3, 1, 2)))  # NHWC -> NCHW
+    return ImageTensorDataset(images, torch.as_tensor(arrays[1], dtype=torch.int64))
 
 
 def load_cifar10(root: str | Path, train: bool = True, backend: str = "auto") -> ImageTensorDataset:

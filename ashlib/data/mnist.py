@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import DatasetFormatError, missing_files_error, torchvision_available
+from ._common import DatasetFormatError, missing_files_error, torchvision_arrays, torchvision_available
 from .idx import read_idx
 from .tensors import ImageTensorDataset
 
@@ -70,16 +70,8 @@ def _load_idx_pair(name: str, folder: str, url: str, root: str | Path, train: bo
 
 
 def _via_torchvision(cls_name: str, root: str | Path, train: bool) -> ImageTensorDataset | None:
-    """Load with torchvision when it is installed and finds the files; None otherwise."""
-    if not torchvision_available():
-        return None
-    import torchvision.datasets as tvd  # noqa: PLC0415 (optional dependency)
-
-    try:
-        ds = getattr(tvd, cls_name)(str(root), train=train, download=False)
-    except (RuntimeError, OSError, ValueError):
-        return None  # fall back to ashlib's reader, which explains what is missing
-    return _to_dataset(ds.data.numpy(), ds.targets.numpy())
+    arrays = torchvision_arrays(cls_name, root, train)
+    return None if arrays is None else _to_dataset(*arrays)
 
 
 def load_mnist(root: str | Path, train: bool = True, backend: str = "auto") -> ImageTensorDataset:
