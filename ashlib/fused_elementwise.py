@@ -1,0 +1,345 @@
+"""Fused adaptive Gumbel, adaptive ReLU and Swish: custom autograd Functions in the input's dtype.
+
+The reference forms in :mod:`ashlib.functional` evaluate float32 (and half) inputs in float64
+through a chain of autograd operations. The Functions here compute in the input's own dtype
+(float32 for float32, float32 for half and bfloat16, float64 for float64), save only ``x`` and
+the parameter, recompute the intermediates in backward from analytic derivatives, and still meet
+the numerical contract of DESIGN.md (1e-5 relative in float32, 1e-12 in float64, wherever the
+reference is >= 1e-30; finite everywhere).
+
+They do so by choosing forms whose float32 rounding is not amplified, and by sending the few
+elements where float32 genuinely cannot reach 1e-5 to the same formulas evaluated in float64
+(a masked subset, found after a cheap global range check that usually says "none"):
+
+* **Swish** ``x S(u)``, ``u = beta x``: ``dy/dx = silu'(u)`` and ``dy/dbeta = x^2 S(u) S(-u)``, the
+  product of sigmoids taken from ``softplus_backward`` with ``beta = +-1`` (each factor to full
+  relative accuracy, no ``1 - S``). The rounding of ``u`` costs ``|u| * 2**-24`` relative in
+  ``exp(-|u|)``; for ``|u| > 80`` (or ``|x| > 1e18``, where ``x^2`` overflows) the element is
+  evaluated in float64.
+* **Adaptive ReLU** (exponential CDF) ``x (1 - e^{-u})``, ``u = alpha x`` for ``x > 0``:
+  ``dy/dalpha = x^2 e^{-u}`` is formed as ``(x e^{-u/2})^2``, which neither overflows (x^2) nor
+  underflows (e^{-u}) where the product is a normal number, so no element needs float64:
+  ``u``'s rounding is at most 2**-18 relative in ``e^{-u}`` wherever the result is >= 1e-30.
+* **Adaptive Gumbel** ``1 - e^{-L}``, ``L = log1p(q)/alpha``, ``q = alpha e^x`` (formed directly,
+  not as ``exp(x + log alpha)``, whose exponent carries an absolute error ``ulp * |log alpha|``).
+  The gradients carry ``e^{-L}``, whose relative error is ``L`` times that of ``L``: elements with
+  ``L > 10`` are evaluated in float64 (with alpha ~ 1 that is x > 10: rare in a trained net).
+  ``dL/dalpha = -(log1p(q) - q/(1+q)) / alpha^2`` cancels for small ``q``; there it is
+  ``-e^{2x} g(q)`` with ``g`` from a short series in ``s = q/(2+q)`` (``log1p(q) = 2 atanh(s)``).
+
+Parameters may be Python numbers, 0-d tensors or tensors broadcastable to ``x`` (per channel,
+shape ``(1, C, 1, ...)``); their gradient is reduced to their own shape.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Union
+
+import torch
+from torch import Tensor
+
+from ashlib import functional as AF
+
+__all__ = ["adaptive_gumbel", "adaptive_relu", "swish", "SWISH_FLOAT64_ABOVE", "GUMBEL_FLOAT64_ABOVE"]
+
+Number = Union[int, float]
+
+#: Swish: float32 elements with |beta*x| above this are evaluated in float64 (exp(-|u|) nears
+#: the subnormals at 87 and the rounding of u costs up to |u| * 2**-24 relative).
+SWISH_FLOAT64_ABOVE = 80.0
+#: Swish: float32 elements with |x| above this are evaluated in float64 (x**2 overflows at 1.8e19).
+_SWISH_X_BIG = 1e18
+#: Adaptive Gumbel: float32 elements with L above this are evaluated in float64 (exp(-L) carries
+#: L times the relative error of L, a few float32 ulps).
+GUMBEL_FLOAT64_ABOVE = 10.0
+#: Adaptive Gumbel: exp(x) is taken at min(x, 60); above, log1p(alpha e^x) = log1p(alpha e^60) + (x - 60)
+#: to a relative error below 1/(alpha e^60) (1e-20 for alpha >= 1e-6).
+_GUMBEL_X_CLAMP = 60.0
+#: softplus_backward returns grad unchanged above this argument; S(40) rounds to 1 in float32 and float64.
+_SP_THRESHOLD = 40.0
+#: Swish: silu'(u) = S(u)(1 + u S(-u)) has a simple zero at u = _SILU_ROOT with slope 0.2178.
+#: Near it any float32 evaluation (and the rounding of u = beta*x alone, up to 6e-8) leaves an
+#: absolute error of a few 1e-8, i.e. a large relative one: elements with |u - root| below
+#: _SILU_ROOT_BAND (where |dy/dx| < 0.011) get dy/dx in float64.
+_SILU_ROOT = -1.2784645427610738
+_SILU_ROOT_BAND = 0.05
+#: Above this fraction of elements needing float64, the whole tensor is computed in float64.
+_FLOAT64_ALL_FRACTION = 0.25
+
+
+def _cd(x: Tensor) -> torch.dtype:
+    """Compute dtype: float32 for half precision, else the input's own."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+# --- the formulas, dtype-generic ------------------------------------------------------------
+# Each returns a dict with "y" (if need_y), "gx" = g * dy/dx (if need_x) and "ga" = g * dy/dalpha
+# (per element, if need_a), all in x's dtype. x and a are tensors of one dtype; a broadcasts to x.
+
+
+def _swish_terms(x: Tensor, b: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool):
+    u = b * x
+    if x.dtype == torch.float64:
+        # u = beta*x can overflow float64 (beta = 1e3, x near the max): inf would meet 0 as inf*0
+        u = torch.clamp(u, -1e300, 1e300)
+    out = {}
+    if need_y:
+        out["y"] = torch.sigmoid(u).mul_(x)
+    if need_x:
+        out["gx"] = torch.ops.aten.silu_backward(g, u)  # g * d silu(u)/du = g * dy/dx
+    if need_a:
+        p = torch.ops.aten.softplus_backward(g, u, 1.0, _SP_THRESHOLD)  # g*S(u)
+        p = torch.ops.aten.softplus_backward(p, u, -1.0, _SP_THRESHOLD)  # g*S(u)*S(-u)
+        out["ga"] = p.mul_(x).mul_(x)
+    return out
+
+
+def _relu_exp_terms(x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool):
+    xp = torch.clamp(x, min=0)  # clamping first keeps exp(-alpha*x) from overflowing for x < 0
+    u = a * xp
+    out = {}
+    if need_y:
+        out["y"] = torch.expm1(-u).mul_(xp).neg_()
+    if need_x or need_a:
+        e2 = torch.exp(u * -0.5)  # e^{-u/2}: e^{-u} = e2^2 and x^2 e^{-u} = (x e2)^2 without over/underflow
+        if need_x:
+            # dy/dx = (1 - e^{-u}) + u e^{-u}; u is clamped so that an infinite u cannot give inf * 0
+            t = torch.clamp(u, max=1e4).mul_(e2).mul_(e2)
+            out["gx"] = torch.expm1(-u).sub_(t).mul_(g).neg_()
+        if need_a:
+            t = e2.mul_(xp)
+            out["ga"] = t.mul_(t).mul_(g)
+    return out
+
+
+def _gser_coefficients(dtype: torch.dtype):
+    # g(q) = (log1p(q) - q/(1+q)) / q^2 = (1-s)^2/2 * (1/(1+s) + s P(s^2)), P(t) = sum_k t^k/(2k+3),
+    # s = q/(2+q). Below q0 the truncation error is < 1e-8 (float32: q0 = 0.5, s <= 0.2, 4 terms)
+    # or < 1e-16 (float64: q0 = e^-2.5, s <= 0.042, 6 terms); above q0 the direct difference loses
+    # at most a factor ~2/q0 to cancellation.
+    if dtype == torch.float64:
+        return 0.0820849986238988, [1.0 / (2 * k + 3) for k in range(6)]
+    return 0.5, [1.0 / (2 * k + 3) for k in range(4)]
+
+
+def _gumbel_terms(x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool,
+                  x_max: Optional[float] = None):
+    big = x_max is None or x_max > _GUMBEL_X_CLAMP
+    xc = torch.clamp(x, max=_GUMBEL_X_CLAMP) if big else x
+    ex = torch.exp(xc)
+    q = a * ex  # alpha e^x formed directly: exp(x + log alpha) adds ulp * |log alpha| to the exponent
+    lq = torch.log1p(q)
+    if big:
+        lq.add_(torch.clamp(x - _GUMBEL_X_CLAMP, min=0))
+    L = lq / a
+    out = {"L": L}
+    if need_y:
+        out["y"] = torch.expm1(-L).neg_()
+    if need_x or need_a:
+        E = torch.exp(-L)
+        opq = q + 1.0
+        if need_x:
+            # dy/dx = e^{-L} * q/(alpha(1+q)) = e^{-L} e^x/(1+q)  (for x > 60 this is 1/(e^-60 + alpha))
+            out["gx"] = (ex / opq).mul_(E).mul_(g)
+        if need_a:
+            # dy/dalpha = -e^{-L} h / alpha^2, h = log1p(q) - q/(1+q) >= 0
+            q0, coef = _gser_coefficients(x.dtype)
+            h = lq - q / opq
+            large = h.mul_(E).div_(a).div_(a)  # (E h)/a/a: E = 0 where h/a^2 might overflow
+            if float(q.min()) < q0:  # the series branch, for small q where h cancels
+                s = q / (q + 2.0)
+                t = s * s
+                P = torch.full_like(t, coef[-1])
+                for c in reversed(coef[:-1]):
+                    P.mul_(t).add_(c)
+                inner = P.mul_(s).add_(torch.reciprocal(s + 1.0))
+                one_minus = torch.sub(1.0, s)
+                gser = inner.mul_(one_minus).mul_(one_minus).mul_(0.5)
+                # h/a^2 = e^{2x} g(q); (E e^x) e^x stays finite (E = 0 first where e^x is huge)
+                small = (E * ex).mul_(ex).mul_(gser)
+                large = torch.where(q < q0, small, large)
+            out["ga"] = large.mul_(g).neg_()
+    return out
+
+
+# --- float64 for the elements float32 cannot do --------------------------------------------
+
+
+def _swish_hard(x: Tensor, b: Tensor, u_or_none=None) -> Optional[Tensor]:
+    """Mask of float32 elements that need float64, or None (the usual answer) when there are none."""
+    lo, hi = torch.aminmax(x)
+    xm = max(-float(lo), float(hi))
+    bm = float(b.abs().max())
+    if xm * bm <= SWISH_FLOAT64_ABOVE and xm <= _SWISH_X_BIG:
+        return None
+    ax = x.abs()
+    return (ax * b.abs() > SWISH_FLOAT64_ABOVE) | (ax > _SWISH_X_BIG)
+
+
+def _swish_root(u: Tensor) -> Tensor:
+    """Mask of the elements near the zero of dy/dx (see _SILU_ROOT_BAND)."""
+    return torch.add(u, -_SILU_ROOT).abs_() < _SILU_ROOT_BAND
+
+
+def _gumbel_hard(L: Tensor) -> Optional[Tensor]:
+    if float(L.max()) <= GUMBEL_FLOAT64_ABOVE:
+        return None
+    return ~(L <= GUMBEL_FLOAT64_ABOVE)  # NaN and inf included
+
+
+def _patch(out: Dict[str, Tensor], mask: Tensor, terms: Callable, x: Tensor, a: Tensor, g: Optional[Tensor],
+           flags) -> Dict[str, Tensor]:
+    """Overwrite the masked elements of ``out`` with ``terms`` evaluated in float64."""
+    n_hard = int(mask.sum())
+    if n_hard == 0:
+        return out
+    if n_hard > _FLOAT64_ALL_FRACTION * mask.numel():  # mostly hard: one float64 pass is cheaper
+        full = terms(x.double(), a.double(), None if g is None else g.double(), *flags)
+        return {k: (full[k].to(v.dtype) if k in full else v) for k, v in out.items()}
+    ae = a.expand(x.shape)
+    sub = terms(x[mask].double(), ae[mask].double(), None if g is None else g[mask].double(), *flags)
+    for k, v in out.items():
+        if k in sub and k != "L":
+            v[mask] = sub[k].to(v.dtype)
+    return out
+
+
+# --- the autograd Functions -------------------------------------------------------------------
+
+
+def _reduce(ga: Tensor, shape: torch.Size) -> Tensor:
+    """Per-element parameter gradient summed to the parameter's shape."""
+    return ga if ga.shape == shape else ga.sum_to_size(shape)
+
+
+class _Swish(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(x, b)
+        xc = x.to(_cd(x))
+        out = _swish_terms(xc, b, None, True, False, False)
+        if xc.dtype != torch.float64:
+            mask = _swish_hard(xc, b)
+            if mask is not None:
+                out = _patch(out, mask, _swish_terms, xc, b, None, (True, False, False))
+        return out["y"].to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, b = ctx.saved_tensors
+        need_x, need_a = ctx.needs_input_grad[:2]
+        xc = x.to(_cd(x))
+        g = grad.to(xc.dtype)
+        flags = (False, need_x, need_a)
+        out = _swish_terms(xc, b, g, *flags)
+        if xc.dtype != torch.float64:
+            mask = _swish_hard(xc, b)
+            if mask is not None:
+                out = _patch(out, mask, _swish_terms, xc, b, g, flags)
+            if need_x:
+                out = _patch(out, _swish_root(b * xc), _swish_terms, xc, b, g, (False, True, False))
+        gx = out["gx"].to(x.dtype) if need_x else None
+        gb = _reduce(out["ga"], b.shape) if need_a else None
+        return gx, gb
+
+
+class _AdaptiveReLUExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, a: Tensor) -> Tensor:
+        ctx.save_for_backward(x, a)
+        xc = x.to(_cd(x))
+        return _relu_exp_terms(xc, a, None, True, False, False)["y"].to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, a = ctx.saved_tensors
+        need_x, need_a = ctx.needs_input_grad[:2]
+        xc = x.to(_cd(x))
+        out = _relu_exp_terms(xc, a, grad.to(xc.dtype), False, need_x, need_a)
+        gx = out["gx"].to(x.dtype) if need_x else None
+        ga = _reduce(out["ga"], a.shape) if need_a else None
+        return gx, ga
+
+
+def _gumbel_eval(x: Tensor, a: Tensor, g: Optional[Tensor], flags):
+    xc = x.to(_cd(x))
+    gc = None if g is None else g.to(xc.dtype)
+    x_max = float(xc.max())
+    out = _gumbel_terms(xc, a, gc, *flags, x_max=x_max)
+    if xc.dtype != torch.float64:
+        mask = _gumbel_hard(out["L"])
+        if mask is not None:
+            out = _patch(out, mask, _gumbel_terms, xc, a, gc, flags)
+    return out
+
+
+class _AdaptiveGumbel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, a: Tensor) -> Tensor:
+        ctx.save_for_backward(x, a)
+        return _gumbel_eval(x, a, None, (True, False, False))["y"].to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, a = ctx.saved_tensors
+        need_x, need_a = ctx.needs_input_grad[:2]
+        out = _gumbel_eval(x, a, grad, (False, need_x, need_a))
+        gx = out["gx"].to(x.dtype) if need_x else None
+        ga = _reduce(out["ga"], a.shape) if need_a else None
+        return gx, ga
+
+
+# --- public entry points ------------------------------------------------------------------------
+
+
+def _param(v, x: Tensor) -> Optional[Tensor]:
+    """The parameter as a tensor of the compute dtype (a differentiable cast), or None when it
+    does not broadcast to x's shape (such calls go to the reference implementation)."""
+    t = AF._as_tensor(v, x.new_empty((), dtype=_cd(x)))
+    try:
+        if torch.broadcast_shapes(t.shape, x.shape) != x.shape:
+            return None
+    except RuntimeError:
+        return None
+    return t
+
+
+def _supported(x: Tensor) -> bool:
+    AF._compute_dtype(x)  # raises ValueError for a non-floating-point x
+    return x.numel() > 0
+
+
+def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0) -> Tensor:
+    r"""Fused Swish :math:`x\,S(\beta x)`; same contract as :func:`ashlib.functional.swish`."""
+    b = _param(beta, x) if _supported(x) else None
+    if b is None:
+        return AF.swish(x, beta, impl="reference")
+    return _Swish.apply(x, b)
+
+
+def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponential") -> Tensor:
+    r"""Fused adaptive ReLU :math:`x F_\alpha(x)`; same contract as :func:`ashlib.functional.adaptive_relu`."""
+    if cdf not in AF._CDFS:
+        raise ValueError(f"cdf={cdf!r} is not supported: cdf must be one of {AF._CDFS}")
+    AF.check_positive("alpha", alpha)
+    if cdf == "logistic":
+        return swish(x, alpha)
+    a = _param(alpha, x) if _supported(x) else None
+    if a is None:
+        return AF.adaptive_relu(x, alpha, cdf, impl="reference")
+    return _AdaptiveReLUExp.apply(x, a)
+
+
+def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
+    r"""Fused adaptive Gumbel :math:`1 - (1 + \alpha e^x)^{-1/\alpha}`; same contract as
+    :func:`ashlib.functional.adaptive_gumbel`.
+
+    >>> import torch
+    >>> round(float(adaptive_gumbel(torch.tensor(0.0), 1.0)), 6)
+    0.5
+    """
+    AF.check_positive("alpha", alpha)
+    a = _param(alpha, x) if _supported(x) else None
+    if a is None:
+        return AF.adaptive_gumbel(x, alpha, impl="reference")
+    return _AdaptiveGumbel.apply(x, a)
