@@ -82,7 +82,7 @@ def _swish_terms(x: Tensor, b: Tensor, g: Optional[Tensor], need_y: bool, need_x
     if x.dtype == torch.float64:
         # u = beta*x can overflow float64 (beta = 1e3, x near the max): inf would meet 0 as inf*0
         u = torch.clamp(u, -1e300, 1e300)
-    out = {}
+    out = {"u": u}
     if need_y:
         out["y"] = torch.sigmoid(u).mul_(x)
     if need_x:
@@ -200,13 +200,19 @@ def _patch(out: Dict[str, Tensor], mask: Tensor, terms: Callable, x: Tensor, a: 
         return out
     if n_hard > _FLOAT64_ALL_FRACTION * mask.numel():  # mostly hard: one float64 pass is cheaper
         full = terms(x.double(), a.double(), None if g is None else g.double(), *flags)
-        return {k: (full[k].to(v.dtype) if k in full else v) for k, v in out.items()}
-    at = tuple(torch.unravel_index(idx, x.shape))
-    sub = terms(x[at].double(), a.expand(x.shape)[at].double(), None if g is None else g[at].double(), *flags)
+        return {k: (full[k].to(v.dtype) if k in full and k not in _AUX else v) for k, v in out.items()}
+    # flat indices into x, g and the outputs (contiguous); the parameter is indexed only if it varies
+    a_sub = a.reshape(()) if a.numel() == 1 else a.expand(x.shape)[torch.unravel_index(idx, x.shape)]
+    sub = terms(x.reshape(-1)[idx].double(), a_sub.double(), None if g is None else g.reshape(-1)[idx].double(),
+                *flags)
     for k, v in out.items():
-        if k in sub and k != "L":
-            v[at] = sub[k].to(v.dtype)
+        if k in sub and k not in _AUX:
+            v.view(-1)[idx] = sub[k].to(v.dtype)
     return out
+
+
+#: Intermediates that terms() hand back for the fix-up, not results
+_AUX = ("L", "u")
 
 
 # --- chunked evaluation and the autograd Functions --------------------------------------------
@@ -221,7 +227,7 @@ def _fix_swish(x: Tensor, b: Tensor, g: Optional[Tensor], flags, out: Dict[str, 
     if mask is not None:
         out = _patch(out, mask, _swish_terms, x, b, g, flags)
     if flags[1]:
-        out = _patch(out, _swish_root(b * x), _swish_terms, x, b, g, (False, True, False))
+        out = _patch(out, _swish_root(out["u"]), _swish_terms, x, b, g, (False, True, False))
     return out
 
 
