@@ -1,4 +1,7 @@
-"""ASH against PyTorch's own activations, measured in one run.
+"""ASH, adaptive Gumbel, adaptive ReLU and Swish against PyTorch's own activations, measured in one run.
+
+Adaptive Gumbel / adaptive ReLU (one trainable alpha per channel) and Swish (trainable beta) run
+both as the fused float32-native Functions (ashlib.fused_elementwise) and the float64 reference.
 
 For each shape and dtype, every op runs forward and forward+backward on the same tensor, the ops
 interleaved within each repeat, and the median over repeats is reported as a ratio to F.silu and
@@ -8,6 +11,7 @@ F.silu. A ResNet-20 training step (batch of 32x32 images) with ASH against ReLU 
 
     python benchmarks/bench_activations.py --out results.json          # full run
     python benchmarks/bench_activations.py --quick --out results.json  # a minute or two
+    python benchmarks/bench_activations.py --quick --ops agumbel --no-resnet  # one family
 
 Numbers vary from run to run and machine to machine; only ratios taken in the same run mean much.
 """
