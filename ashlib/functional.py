@@ -430,7 +430,7 @@ def topk_ash(x: Tensor, k: float, dim: Dim = None) -> Tensor:
 # --- Farhadi et al. -------------------------------------------------------------------------
 
 
-def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
+def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor], *, impl: str = "fused") -> Tensor:
     r"""Adaptive Gumbel (Farhadi et al., ICPRAM 2020, eq. 1).
 
     .. math:: \sigma_\alpha(x) = 1 - (1 + \alpha e^{x})^{-1/\alpha}, \quad \alpha > 0
@@ -438,16 +438,23 @@ def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
     The sigmoid at alpha = 1, the Gumbel CDF 1 - exp(-exp(x)) as alpha -> 0. Computed as
     ``-expm1(-softplus(x + log alpha) / alpha)``: the printed form returns 0 where the answer is
     about exp(x) and overflows for large x. ``alpha`` broadcasts against x.
+    ``impl``: ``"fused"`` (default; :mod:`ashlib.fused_elementwise`, float32-native) or ``"reference"``.
     """
     check_positive("alpha", alpha)
+    if _check_impl(impl) == "fused":
+        from ashlib import fused_elementwise
+        return fused_elementwise.adaptive_gumbel(x, alpha)
     xc = x.to(_compute_dtype(x, wide=True))
     a = _as_tensor(alpha, xc)
     a = a.expand_as(xc) if a.shape != xc.shape else a
     return _AdaptiveGumbel.apply(xc, a).to(x.dtype)
 
 
-def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0) -> Tensor:
-    r"""Swish (Ramachandran et al.): :math:`x\,S(\beta x)`; SiLU at beta = 1."""
+def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0, *, impl: str = "fused") -> Tensor:
+    r"""Swish (Ramachandran et al.): :math:`x\,S(\beta x)`; SiLU at beta = 1. ``impl`` as in :func:`adaptive_gumbel`."""
+    if _check_impl(impl) == "fused":
+        from ashlib import fused_elementwise
+        return fused_elementwise.swish(x, beta)
     xc = x.to(_compute_dtype(x, wide=True))
     return (xc * _Sigmoid.apply(_as_tensor(beta, xc) * xc)).to(x.dtype)
 
@@ -455,17 +462,22 @@ def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0) -> Tensor:
 _CDFS = ("exponential", "logistic")
 
 
-def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponential") -> Tensor:
+def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponential", *,
+                  impl: str = "fused") -> Tensor:
     r"""Adaptive ReLU (Farhadi et al., eqs. 2 and 3): :math:`x F_\alpha(x)` with a CDF :math:`F_\alpha`.
 
     ``cdf="exponential"``: :math:`x (1 - e^{-\alpha x}) 1[x > 0]`, ReLU as alpha -> inf.
     ``cdf="logistic"``: :math:`x\,S(\alpha x)`, Swish with beta = alpha (SiLU at alpha = 1).
+    ``impl`` as in :func:`adaptive_gumbel`.
     """
     if cdf not in _CDFS:
         raise ValueError(f"cdf={cdf!r} is not supported: cdf must be one of {_CDFS}")
     check_positive("alpha", alpha)
+    if _check_impl(impl) == "fused":
+        from ashlib import fused_elementwise
+        return fused_elementwise.adaptive_relu(x, alpha, cdf)
     if cdf == "logistic":
-        return swish(x, alpha)
+        return swish(x, alpha, impl="reference")
     xc = x.to(_compute_dtype(x, wide=True))
     xp = torch.clamp(xc, min=0)  # clamping first keeps exp(-alpha*x) from overflowing for x < 0
     return (xp * _OneMinusExpNeg.apply(_as_tensor(alpha, xc) * xp)).to(x.dtype)

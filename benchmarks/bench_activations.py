@@ -1,4 +1,7 @@
-"""ASH against PyTorch's own activations, measured in one run.
+"""ASH, adaptive Gumbel, adaptive ReLU and Swish against PyTorch's own activations, measured in one run.
+
+Adaptive Gumbel / adaptive ReLU (one trainable alpha per channel) and Swish (trainable beta) run
+both as the fused float32-native Functions (ashlib.fused_elementwise) and the float64 reference.
 
 For each shape and dtype, every op runs forward and forward+backward on the same tensor, the ops
 interleaved within each repeat, and the median over repeats is reported as a ratio to F.silu and
@@ -8,6 +11,7 @@ F.silu. A ResNet-20 training step (batch of 32x32 images) with ASH against ReLU 
 
     python benchmarks/bench_activations.py --out results.json          # full run
     python benchmarks/bench_activations.py --quick --out results.json  # a minute or two
+    python benchmarks/bench_activations.py --quick --ops agumbel --no-resnet  # one family
 
 Numbers vary from run to run and machine to machine; only ratios taken in the same run mean much.
 """
@@ -39,10 +43,20 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 Z, ALPHA, K = 0.0, 1.0, 0.5  # k = 0.5 <-> z = 0
 
 
-def ops(device: str) -> Dict[str, Callable]:
-    """The activations compared; ASH ops take a 0-d z and alpha that require grad, like ashlib.ASH."""
+def ops(device: str, channels: int = 1) -> Dict[str, Callable]:
+    """The activations compared; ASH ops take a 0-d z and alpha that require grad, like ashlib.ASH.
+
+    Adaptive Gumbel and adaptive ReLU take one alpha per channel (dim 1) that requires grad, as
+    ashlib.AdaptiveGumbel(num_parameters=C) passes it; Swish a 0-d trainable beta.
+    """
     z = torch.tensor(Z, device=device, requires_grad=True)
     a = torch.tensor(ALPHA, device=device, requires_grad=True)
+    ac = torch.full((channels,), ALPHA, device=device, requires_grad=True)
+    b = torch.tensor(1.0, device=device, requires_grad=True)
+
+    def per_channel(x):
+        return ac.reshape((1, -1) + (1,) * (x.dim() - 2)) if x.dim() >= 2 else ac.reshape(())
+
     return {
         "relu": F.relu,
         "silu": F.silu,
@@ -51,6 +65,12 @@ def ops(device: str) -> Dict[str, Callable]:
         "leaky_ash (fused)": lambda x: AF.leaky_ash(x, z, a, 0.01),
         "topk_ash (topk+scatter)": lambda x: AF.topk_ash(x, K),
         "topk_ash (kthvalue)": lambda x: FU.topk_ash_kthvalue(x, K),
+        "agumbel (fused)": lambda x: AF.adaptive_gumbel(x, per_channel(x)),
+        "agumbel (reference)": lambda x: AF.adaptive_gumbel(x, per_channel(x), impl="reference"),
+        "arelu (fused)": lambda x: AF.adaptive_relu(x, per_channel(x)),
+        "arelu (reference)": lambda x: AF.adaptive_relu(x, per_channel(x), impl="reference"),
+        "swish (fused)": lambda x: AF.swish(x, b),
+        "swish (reference)": lambda x: AF.swish(x, b, impl="reference"),
     }
 
 
@@ -212,6 +232,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--dtypes", nargs="*", default=list(DTYPES))
     ap.add_argument("--allocator-default", action="store_true", help="don't call mallopt (see keep_heap)")
     ap.add_argument("--no-resnet", action="store_true")
+    ap.add_argument("--ops", nargs="*", default=None,
+                    help="only the ops whose name contains one of these (relu and silu always run)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -235,8 +257,10 @@ def main(argv=None) -> dict:
         for dname in args.dtypes:
             torch.manual_seed(0)
             x = torch.randn(SHAPES[sname], device=device).to(DTYPES[dname])
-            fns = ops(device)
-            slow = {"ash (reference)"}
+            fns = ops(device, x.shape[1] if x.dim() >= 2 else 1)
+            if args.ops:
+                fns = {k: f for k, f in fns.items() if k in ("relu", "silu") or any(o in k for o in args.ops)}
+            slow = {k for k in fns if k.endswith("(reference)")}
             t = time_ops(fns, x, reps, device, slow)
             mem = {k: (saved_bytes(f, x), peak_bytes(f, x)) for k, f in fns.items()}
             for k in fns:

@@ -1,0 +1,369 @@
+"""Fused adaptive Gumbel, adaptive ReLU and Swish: custom autograd Functions in the input's dtype.
+
+The reference forms in :mod:`ashlib.functional` evaluate float32 (and half) inputs in float64
+through a chain of autograd operations. The Functions here compute in the input's own dtype
+(float32 for float32, float32 for half and bfloat16, float64 for float64), save only ``x`` and
+the parameter, recompute the intermediates in backward from analytic derivatives, and still meet
+the numerical contract of DESIGN.md (1e-5 relative in float32, 1e-12 in float64, wherever the
+reference is >= 1e-30; finite everywhere).
+
+They do so by choosing forms whose float32 rounding is not amplified, and by sending the few
+elements where float32 genuinely cannot reach 1e-5 to the same formulas evaluated in float64
+(a masked subset, found after a cheap global range check that usually says "none"):
+
+* **Swish** ``x S(u)``, ``u = beta x``: ``dy/dx = silu'(u)`` and ``dy/dbeta = x^2 S(u) S(-u)``, the
+  product of sigmoids taken from ``softplus_backward`` with ``beta = +-1`` (each factor to full
+  relative accuracy, no ``1 - S``). The rounding of ``u`` costs ``|u| * 2**-24`` relative in
+  ``exp(-|u|)``; for ``|u| > 80`` (or ``|x| > 1e18``, where ``x^2`` overflows) the element is
+  evaluated in float64.
+* **Adaptive ReLU** (exponential CDF) ``x (1 - e^{-u})``, ``u = alpha x`` for ``x > 0``:
+  ``dy/dalpha = x^2 e^{-u}`` is formed as ``(x e^{-u/2})^2``, which neither overflows (x^2) nor
+  underflows (e^{-u}) where the product is a normal number, so no element needs float64:
+  ``u``'s rounding is at most 2**-18 relative in ``e^{-u}`` wherever the result is >= 1e-30.
+* **Adaptive Gumbel** ``1 - e^{-L}``, ``L = log1p(q)/alpha``, ``q = alpha e^x`` (formed directly,
+  not as ``exp(x + log alpha)``, whose exponent carries an absolute error ``ulp * |log alpha|``).
+  The gradients carry ``e^{-L}``, whose relative error is ``L`` times that of ``L``: elements with
+  ``L > 10`` are evaluated in float64 (with alpha ~ 1 that is x > 10: rare in a trained net).
+  ``dL/dalpha = -(log1p(q) - q/(1+q)) / alpha^2`` cancels for small ``q``; there it is
+  ``-e^{2x} g(q)`` with ``g`` from a short series in ``s = q/(2+q)`` (``log1p(q) = 2 atanh(s)``).
+
+Parameters may be Python numbers, 0-d tensors or tensors broadcastable to ``x`` (per channel,
+shape ``(1, C, 1, ...)``); their gradient is reduced to their own shape.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Union
+
+import torch
+from torch import Tensor
+
+from ashlib import functional as AF
+
+__all__ = ["adaptive_gumbel", "adaptive_relu", "swish", "SWISH_FLOAT64_ABOVE", "GUMBEL_FLOAT64_ABOVE"]
+
+Number = Union[int, float]
+
+#: Swish: float32 elements with |beta*x| above this are evaluated in float64 (exp(-|u|) nears
+#: the subnormals at 87 and the rounding of u costs up to |u| * 2**-24 relative).
+SWISH_FLOAT64_ABOVE = 80.0
+#: Swish: float32 elements with |x| above this are evaluated in float64 (x**2 overflows at 1.8e19).
+_SWISH_X_BIG = 1e18
+#: Adaptive Gumbel: float32 elements with L above this are evaluated in float64 (exp(-L) carries
+#: L times the relative error of L, a few float32 ulps).
+GUMBEL_FLOAT64_ABOVE = 10.0
+#: Adaptive Gumbel: exp(x) is taken at min(x, 60); above, log1p(alpha e^x) = log1p(alpha e^60) + (x - 60)
+#: to a relative error below 1/(alpha e^60) (1e-20 for alpha >= 1e-6).
+_GUMBEL_X_CLAMP = 60.0
+#: softplus_backward returns grad unchanged above this argument; S(40) rounds to 1 in float32 and float64.
+_SP_THRESHOLD = 40.0
+#: Swish: silu'(u) = S(u)(1 + u S(-u)) has a simple zero at u = _SILU_ROOT with slope 0.2178.
+#: Near it any float32 evaluation (and the rounding of u = beta*x alone, up to 6e-8) leaves an
+#: absolute error of a few 1e-8, i.e. a large relative one: elements with |u - root| below
+#: _SILU_ROOT_BAND (where |dy/dx| < 0.011) get dy/dx in float64.
+_SILU_ROOT = -1.2784645427610738
+_SILU_ROOT_BAND = 0.05
+#: Above this fraction of elements needing float64, the whole tensor is computed in float64.
+_FLOAT64_ALL_FRACTION = 0.25
+
+
+def _cd(x: Tensor) -> torch.dtype:
+    """Compute dtype: float32 for half precision, else the input's own."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+# --- the formulas, dtype-generic ------------------------------------------------------------
+# Each returns a dict with "y" (if need_y), "gx" = g * dy/dx (if need_x) and "ga" = g * dy/dalpha
+# (per element, if need_a), all in x's dtype. x and a are tensors of one dtype; a broadcasts to x.
+
+
+def _swish_terms(x: Tensor, b: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool):
+    u = b * x
+    if x.dtype == torch.float64:
+        # u = beta*x can overflow float64 (beta = 1e3, x near the max): inf would meet 0 as inf*0
+        u = torch.clamp(u, -1e300, 1e300)
+    out = {"u": u}
+    if need_y:
+        out["y"] = torch.sigmoid(u).mul_(x)
+    if need_x:
+        out["gx"] = torch.ops.aten.silu_backward(g, u)  # g * d silu(u)/du = g * dy/dx
+    if need_a:
+        p = torch.ops.aten.softplus_backward(g, u, 1.0, _SP_THRESHOLD)  # g*S(u)
+        p = torch.ops.aten.softplus_backward(p, u, -1.0, _SP_THRESHOLD)  # g*S(u)*S(-u)
+        out["ga"] = p.mul_(x).mul_(x)
+    return out
+
+
+def _relu_exp_terms(x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool):
+    xp = torch.clamp(x, min=0)  # clamping first keeps exp(-alpha*x) from overflowing for x < 0
+    u = a * xp
+    out = {}
+    if need_y:
+        out["y"] = torch.expm1(-u).mul_(xp).neg_()
+    if need_x or need_a:
+        e2 = torch.exp(u * -0.5)  # e^{-u/2}: e^{-u} = e2^2 and x^2 e^{-u} = (x e2)^2 without over/underflow
+        if need_x:
+            # dy/dx = (1 - e^{-u}) + u e^{-u}; u is clamped so that an infinite u cannot give inf * 0
+            t = torch.clamp(u, max=1e4).mul_(e2).mul_(e2)
+            out["gx"] = torch.expm1(-u).sub_(t).mul_(g).neg_()
+        if need_a:
+            t = e2.mul_(xp)
+            out["ga"] = t.mul_(t).mul_(g)
+    return out
+
+
+def _gser_coefficients(dtype: torch.dtype):
+    # g(q) = (log1p(q) - q/(1+q)) / q^2 = (1-s)^2/2 * (1/(1+s) + s P(s^2)), P(t) = sum_k t^k/(2k+3),
+    # s = q/(2+q). Below q0 the truncation error is < 1e-8 (float32: q0 = 0.5, s <= 0.2, 4 terms)
+    # or < 1e-16 (float64: q0 = e^-2.5, s <= 0.042, 6 terms); above q0 the direct difference loses
+    # at most a factor ~2/q0 to cancellation.
+    if dtype == torch.float64:
+        return 0.0820849986238988, [1.0 / (2 * k + 3) for k in range(6)]
+    return 0.5, [1.0 / (2 * k + 3) for k in range(4)]
+
+
+def _gumbel_terms(x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool,
+                  x_max: Optional[float] = None):
+    big = x_max is None or x_max > _GUMBEL_X_CLAMP
+    xc = torch.clamp(x, max=_GUMBEL_X_CLAMP) if big else x
+    ex = torch.exp(xc)
+    q = a * ex  # alpha e^x formed directly: exp(x + log alpha) adds ulp * |log alpha| to the exponent
+    lq = torch.log1p(q)
+    if big:
+        lq.add_(torch.clamp(x - _GUMBEL_X_CLAMP, min=0))
+    L = lq / a
+    out = {"L": L}
+    if need_y:
+        out["y"] = torch.expm1(-L).neg_()
+    if need_x or need_a:
+        E = torch.exp(-L)
+        opq = q + 1.0
+        if need_x:
+            # dy/dx = e^{-L} * q/(alpha(1+q)) = e^{-L} e^x/(1+q)  (for x > 60 this is 1/(e^-60 + alpha))
+            out["gx"] = (ex / opq).mul_(E).mul_(g)
+        if need_a:
+            # dy/dalpha = -e^{-L} h / alpha^2, h = log1p(q) - q/(1+q) >= 0
+            q0, coef = _gser_coefficients(x.dtype)
+            h = lq - q / opq
+            large = h.mul_(E).div_(a).div_(a)  # (E h)/a/a: E = 0 where h/a^2 might overflow
+            if float(q.min()) < q0:  # the series branch, for small q where h cancels
+                s = q / (q + 2.0)
+                t = s * s
+                P = torch.full_like(t, coef[-1])
+                for c in reversed(coef[:-1]):
+                    P.mul_(t).add_(c)
+                inner = P.mul_(s).add_(torch.reciprocal(s + 1.0))
+                one_minus = torch.sub(1.0, s)
+                gser = inner.mul_(one_minus).mul_(one_minus).mul_(0.5)
+                # h/a^2 = e^{2x} g(q), as ((E e^x) g) e^x: no inf*0 (E = 0 first where e^x is huge);
+                # clamped to the float max so that the blend below never meets inf * 0
+                small = (E * ex).mul_(gser).mul_(ex).clamp_(max=torch.finfo(x.dtype).max)
+                # blend with a 0/1 weight (q < q0) made by clamping: torch.where branches per element
+                # and is several times slower on a mask that alternates at random
+                w = torch.sub(q0, q).mul_(1e30).clamp_(0.0, 1.0)
+                large = torch.lerp(large, small, w)
+            out["ga"] = large.mul_(g).neg_()
+    return out
+
+
+# --- float64 for the elements float32 cannot do --------------------------------------------
+
+
+def _swish_hard(x: Tensor, b: Tensor, u_or_none=None) -> Optional[Tensor]:
+    """Mask of float32 elements that need float64, or None (the usual answer) when there are none."""
+    lo, hi = torch.aminmax(x)
+    xm = max(-float(lo), float(hi))
+    bm = float(b.abs().max())
+    if xm * bm <= SWISH_FLOAT64_ABOVE and xm <= _SWISH_X_BIG:
+        return None
+    ax = x.abs()
+    return (ax * b.abs() > SWISH_FLOAT64_ABOVE) | (ax > _SWISH_X_BIG)
+
+
+def _swish_root(u: Tensor) -> Tensor:
+    """Mask of the elements near the zero of dy/dx (see _SILU_ROOT_BAND)."""
+    return torch.add(u, -_SILU_ROOT).abs_() < _SILU_ROOT_BAND
+
+
+def _gumbel_hard(L: Tensor) -> Optional[Tensor]:
+    if float(L.max()) <= GUMBEL_FLOAT64_ABOVE:
+        return None
+    return ~(L <= GUMBEL_FLOAT64_ABOVE)  # NaN and inf included
+
+
+def _patch(out: Dict[str, Tensor], mask: Tensor, terms: Callable, x: Tensor, a: Tensor, g: Optional[Tensor],
+           flags) -> Dict[str, Tensor]:
+    """Overwrite the masked elements of ``out`` with ``terms`` evaluated in float64."""
+    idx = torch.nonzero(mask.reshape(-1)).squeeze(1)  # one scan of the mask; the rest is per hard element
+    n_hard = idx.numel()
+    if n_hard == 0:
+        return out
+    if n_hard > _FLOAT64_ALL_FRACTION * mask.numel():  # mostly hard: one float64 pass is cheaper
+        full = terms(x.double(), a.double(), None if g is None else g.double(), *flags)
+        return {k: (full[k].to(v.dtype) if k in full and k not in _AUX else v) for k, v in out.items()}
+    # flat indices into x, g and the outputs (contiguous); the parameter is indexed only if it varies
+    a_sub = a.reshape(()) if a.numel() == 1 else a.expand(x.shape)[torch.unravel_index(idx, x.shape)]
+    sub = terms(x.reshape(-1)[idx].double(), a_sub.double(), None if g is None else g.reshape(-1)[idx].double(),
+                *flags)
+    for k, v in out.items():
+        if k in sub and k not in _AUX:
+            v.view(-1)[idx] = sub[k].to(v.dtype)
+    return out
+
+
+#: Intermediates that terms() hand back for the fix-up, not results
+_AUX = ("L", "u")
+
+
+# --- chunked evaluation and the autograd Functions --------------------------------------------
+
+#: Elements per chunk of rows (dim 0): one chunk's dozen temporaries stay in a 1-2 MB cache
+#: (measured on a 2-core EPYC, one thread: 2^18 gave 1.4-1.6x over whole-tensor passes).
+DEFAULT_CHUNK_ELEMENTS = 1 << 18
+
+
+def _fix_swish(x: Tensor, b: Tensor, g: Optional[Tensor], flags, out: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    mask = _swish_hard(x, b)
+    if mask is not None:
+        out = _patch(out, mask, _swish_terms, x, b, g, flags)
+    if flags[1]:
+        out = _patch(out, _swish_root(out["u"]), _swish_terms, x, b, g, (False, True, False))
+    return out
+
+
+def _fix_gumbel(x: Tensor, a: Tensor, g: Optional[Tensor], flags, out: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    mask = _gumbel_hard(out["L"])
+    return out if mask is None else _patch(out, mask, _gumbel_terms, x, a, g, flags)
+
+
+def _gumbel_chunk_terms(x, a, g, need_y, need_x, need_a):
+    return _gumbel_terms(x, a, g, need_y, need_x, need_a, x_max=float(x.max()))
+
+
+_OPS = {  # name: (terms, float32 fix-up or None)
+    "swish": (_swish_terms, _fix_swish),
+    "relu_exp": (_relu_exp_terms, None),
+    "gumbel": (_gumbel_chunk_terms, _fix_gumbel),
+}
+
+
+def _evaluate(op: str, x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool,
+              chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
+    """y and/or dL/dx (x's dtype, x's shape) and dL/dalpha (a's shape), chunk by chunk along dim 0."""
+    terms, fix = _OPS[op]
+    cd = _cd(x)
+    flags = (need_y, need_x, need_a)
+    n0 = x.shape[0] if x.dim() > 0 else 1
+    rows = max(1, chunk_elements // max(1, x.numel() // max(1, n0)))
+    if x.dim() == 0 or rows >= n0:
+        spans = [None]
+    else:
+        spans = [(r0, min(n0, r0 + rows)) for r0 in range(0, n0, rows)]
+    a_rows = a.dim() == x.dim() and x.dim() > 0 and a.shape[0] != 1  # a varies along dim 0
+    y = torch.empty_like(x) if need_y else None
+    gx = torch.empty_like(x) if need_x else None
+    ga = torch.zeros(a.shape, dtype=torch.float64, device=a.device) if need_a else None
+    for span in spans:
+        sl = slice(None) if span is None else slice(*span)
+        xc = (x if span is None else x[sl]).to(cd)
+        ac = a[sl] if a_rows and span is not None else a
+        gc = None if g is None else (g if span is None else g[sl]).to(cd)
+        out = terms(xc, ac, gc, *flags)
+        if fix is not None and cd != torch.float64:
+            out = fix(xc, ac, gc, flags, out)
+        if need_y:
+            (y if span is None else y[sl]).copy_(out["y"])
+        if need_x:
+            (gx if span is None else gx[sl]).copy_(out["gx"])
+        if need_a:
+            part = _reduce(out["ga"], ac.shape)
+            if a_rows and span is not None:
+                ga[sl] = part
+            else:
+                ga += part
+    return y, gx, None if ga is None else ga.to(a.dtype)
+
+
+def _reduce(ga: Tensor, shape: torch.Size) -> Tensor:
+    """Per-element parameter gradient summed to the parameter's shape."""
+    return ga if ga.shape == shape else ga.sum_to_size(shape)
+
+
+def _function(op: str):
+    class _Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x: Tensor, a: Tensor) -> Tensor:
+            ctx.save_for_backward(x, a)
+            return _evaluate(op, x, a, None, True, False, False)[0]
+
+        @staticmethod
+        def backward(ctx, grad: Tensor):
+            x, a = ctx.saved_tensors
+            need_x, need_a = ctx.needs_input_grad[:2]
+            _, gx, ga = _evaluate(op, x, a, grad.contiguous(), False, need_x, need_a)
+            return gx, ga
+
+    _Fn.__name__ = _Fn.__qualname__ = {"swish": "_Swish", "relu_exp": "_AdaptiveReLUExp",
+                                       "gumbel": "_AdaptiveGumbel"}[op]
+    return _Fn
+
+
+_Swish = _function("swish")
+_AdaptiveReLUExp = _function("relu_exp")
+_AdaptiveGumbel = _function("gumbel")
+
+
+# --- public entry points ------------------------------------------------------------------------
+
+
+def _param(v, x: Tensor) -> Optional[Tensor]:
+    """The parameter as a tensor of the compute dtype (a differentiable cast), or None when it
+    does not broadcast to x's shape (such calls go to the reference implementation)."""
+    t = AF._as_tensor(v, x.new_empty((), dtype=_cd(x)))
+    try:
+        if torch.broadcast_shapes(t.shape, x.shape) != x.shape:
+            return None
+    except RuntimeError:
+        return None
+    return t
+
+
+def _supported(x: Tensor) -> bool:
+    AF._compute_dtype(x)  # raises ValueError for a non-floating-point x
+    return x.numel() > 0
+
+
+def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0) -> Tensor:
+    r"""Fused Swish :math:`x\,S(\beta x)`; same contract as :func:`ashlib.functional.swish`."""
+    b = _param(beta, x) if _supported(x) else None
+    if b is None:
+        return AF.swish(x, beta, impl="reference")
+    return _Swish.apply(x, b)
+
+
+def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponential") -> Tensor:
+    r"""Fused adaptive ReLU :math:`x F_\alpha(x)`; same contract as :func:`ashlib.functional.adaptive_relu`."""
+    if cdf not in AF._CDFS:
+        raise ValueError(f"cdf={cdf!r} is not supported: cdf must be one of {AF._CDFS}")
+    AF.check_positive("alpha", alpha)
+    if cdf == "logistic":
+        return swish(x, alpha)
+    a = _param(alpha, x) if _supported(x) else None
+    if a is None:
+        return AF.adaptive_relu(x, alpha, cdf, impl="reference")
+    return _AdaptiveReLUExp.apply(x, a)
+
+
+def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
+    r"""Fused adaptive Gumbel :math:`1 - (1 + \alpha e^x)^{-1/\alpha}`; same contract as
+    :func:`ashlib.functional.adaptive_gumbel`.
+
+    >>> import torch
+    >>> round(float(adaptive_gumbel(torch.tensor(0.0), 1.0)), 6)
+    0.5
+    """
+    AF.check_positive("alpha", alpha)
+    a = _param(alpha, x) if _supported(x) else None
+    if a is None:
+        return AF.adaptive_gumbel(x, alpha, impl="reference")
+    return _AdaptiveGumbel.apply(x, a)
