@@ -1,0 +1,100 @@
+"""Command line: ``python -m ashlib list`` and ``python -m ashlib run NAME --profile quick --out DIR``.
+
+Examples::
+
+    python -m ashlib list
+    python -m ashlib run farhadi-table1 --profile quick --out runs/t1
+    python -m ashlib run farhadi-table1 --out runs/t1 --seeds 0 1 2 --epochs 50 --set lr=0.05 folds=[0,1,2,3,4]
+    torchrun --nproc-per-node 2 -m ashlib run NAME ...    # DDP inside fit; rank 0 writes the files
+
+``--set key=value`` overrides any setting of the experiment's config (values are read as
+Python literals: ``lr=0.05``, ``seeds=(0,1)``, ``dataset=mnist``); ``python -m ashlib show NAME``
+prints the settings of both profiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m ashlib`` (and the ``ashlib`` console script)."""
+    from .experiments import PROFILES, experiment_names, get_experiment, make_config  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m ashlib", description="Run the ashlib experiments.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the registered experiments")
+    show = sub.add_parser("show", help="print an experiment's settings for each profile")
+    show.add_argument("name")
+    run = sub.add_parser("run", help="run an experiment and write JSON, CSV and figures")
+    run.add_argument("name", help="experiment name (see `list`)")
+    run.add_argument("--profile", choices=PROFILES, default=None,
+                     help="quick (book scale) or paper (the paper's settings); default: $ASHLIB_PROFILE or quick")
+    run.add_argument("--out", required=True, help="output folder (created)")
+    run.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run, e.g. --seeds 0 1 2")
+    run.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config setting")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--no-figures", action="store_true", help="write JSON and CSV only")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for name in experiment_names():
+            print(f"{name:24s} {get_experiment(name).description}")
+        return 0
+    if args.command == "show":
+        for profile in PROFILES:
+            cfg = make_config(args.name, profile)
+            print(f"[{profile}]")
+            for k, v in dataclasses.asdict(cfg).items():
+                print(f"  {k} = {v!r}")
+        return 0
+
+    from .experiments.report import format_table  # noqa: PLC0415
+    from .train import init_distributed, is_main_process  # noqa: PLC0415
+
+    init_distributed()
+    overrides = _parse_sets(args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = str(args.epochs)
+    try:
+        cfg = make_config(args.name, args.profile, tuple(args.seeds) if args.seeds else None, **overrides)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    main_rank = is_main_process()
+    if main_rank:
+        print(f"[ashlib] {args.name}, profile {cfg.profile}: " + json.dumps(dataclasses.asdict(cfg)), flush=True)
+    result = get_experiment(args.name).run(cfg, progress=main_rank and not args.no_progress)
+    if main_rank:
+        if args.no_figures:
+            result.figures = lambda: {}  # type: ignore[method-assign]
+        paths = result.write(args.out)
+        tables = result.tables()
+        key = next((k for k in tables if k.startswith("table")), None)
+        if key:
+            print(format_table(tables[key]))
+        if hasattr(result, "verdicts"):
+            print(format_table(result.verdicts()))
+        print("[ashlib] wrote " + ", ".join(str(p) for p in paths), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Datasets: real on-disk formats (MNIST IDX, CIFAR pickles, CelebA folders) and offline defaults.
+
+Nothing is ever downloaded. The real-format loaders read files a user placed on disk (and use
+torchvision when it is installed); missing or broken files raise errors that name the file,
+the expected layout and the official download page. The offline defaults need no files:
+scikit-learn's handwritten digits and the Farhadi et al. teacher-network simulation.
+"""
+
+from ._common import DatasetFormatError
+from .celeba import CELEBA_URL, CelebAFolder, load_celeba
+from .cifar import CIFAR_URL, load_cifar10, load_cifar100, read_cifar_batch
+from .digits import load_digits
+from .idx import read_idx
+from .mnist import FASHION_MNIST_URL, MNIST_URL, load_fashion_mnist, load_mnist
+from .teacher import TeacherData, make_teacher, make_teacher_data
+from .tensors import ImageTensorDataset, dataset_tensors, is_batch_indexable, subset
+
+__all__ = [
+    "DatasetFormatError",
+    "read_idx", "load_mnist", "load_fashion_mnist", "MNIST_URL", "FASHION_MNIST_URL",
+    "load_cifar10", "load_cifar100", "read_cifar_batch", "CIFAR_URL",
+    "CelebAFolder", "load_celeba", "CELEBA_URL",
+    "load_digits",
+    "TeacherData", "make_teacher", "make_teacher_data",
+    "ImageTensorDataset", "is_batch_indexable", "subset", "dataset_tensors",
+]

@@ -1,0 +1,176 @@
+"""Experiments by name: each pairs a config class (with one constructor per profile) and a run function.
+
+To add an experiment, write a module that calls :func:`register` (usually as a decorator on
+its run function) and add the module's name to ``BUILTIN_MODULES`` in
+``ashlib/experiments/__init__.py``; modules named in the ``ASHLIB_EXPERIMENTS`` environment
+variable (comma-separated) are imported too. ``python -m ashlib list`` shows them all.
+
+Contract:
+
+- ``config_cls`` is a dataclass with a classmethod ``for_profile(profile)`` and a field
+  ``seeds`` (a tuple of ints);
+- ``run(config, progress=True)`` returns an :class:`ExperimentResult`.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import dataclasses
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .profiles import current_profile
+
+__all__ = ["Experiment", "ExperimentResult", "register", "get_experiment", "experiment_names",
+           "make_config", "run_experiment", "environment"]
+
+
+def environment(device: str | torch.device | None = None) -> dict[str, Any]:
+    """What a reported number ran on: device, torch version, threads, platform."""
+    return {
+        "device": str(device) if device is not None else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+class ExperimentResult:
+    """Base of the results objects: JSON-able dict, tables (rows of dicts) and figures.
+
+    Subclasses implement :meth:`to_dict`, :meth:`tables` and :meth:`figures`; :meth:`write` saves
+    ``results.json``, one CSV per table and one PNG per figure.
+    """
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def figures(self) -> dict[str, Any]:
+        """name -> matplotlib Figure (default: none)."""
+        return {}
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write ``results.json``, ``<table>.csv`` and ``<figure>.png`` into ``out_dir``; return the paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "results.json"]
+        paths[0].write_text(json.dumps(self.to_dict(), indent=1, default=_jsonable))
+        for name, rows in self.tables().items():
+            p = out / f"{name}.csv"
+            fields: list[str] = []
+            for r in rows:
+                fields += [k for k in r if k not in fields]
+            with open(p, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=fields)
+                w.writeheader()
+                w.writerows(rows)
+            paths.append(p)
+        for name, fig in self.figures().items():
+            p = out / f"{name}.png"
+            fig.savefig(p, dpi=110, bbox_inches="tight")
+            paths.append(p)
+        return paths
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment."""
+
+    name: str
+    description: str
+    config_cls: type
+    run: Callable[..., ExperimentResult]
+
+
+_EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(name: str, description: str, config_cls: type) -> Callable:
+    """Decorator registering ``run(config, progress=True) -> ExperimentResult`` under ``name``."""
+
+    def deco(fn: Callable[..., ExperimentResult]) -> Callable[..., ExperimentResult]:
+        if name in _EXPERIMENTS and _EXPERIMENTS[name].run is not fn:
+            raise ValueError(f"experiment {name!r} is already registered")
+        _EXPERIMENTS[name] = Experiment(name, description, config_cls, fn)
+        return fn
+
+    return deco
+
+
+def experiment_names() -> tuple[str, ...]:
+    """Names of every registered experiment, sorted."""
+    return tuple(sorted(_EXPERIMENTS))
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment registered as ``name`` (ValueError listing the known names otherwise)."""
+    if name not in _EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(experiment_names()) or '(none)'}")
+    return _EXPERIMENTS[name]
+
+
+def _coerce(value: Any, current: Any, field_name: str) -> Any:
+    """Turn a command-line string into the type of the field's current value."""
+    if not isinstance(value, str) or isinstance(current, str):
+        parsed = value
+    else:
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value  # a bare word, e.g. dataset=digits
+    if isinstance(current, tuple) and isinstance(parsed, (list, tuple)):
+        return tuple(parsed)
+    if isinstance(current, tuple) and not isinstance(parsed, (list, tuple)):
+        return (parsed,)
+    if isinstance(current, float) and isinstance(parsed, int):
+        return float(parsed)
+    return parsed
+
+
+def make_config(name: str, profile: str | None = None, seeds: tuple[int, ...] | None = None, **overrides: Any):
+    """The config of experiment ``name`` for ``profile`` (default: ``$ASHLIB_PROFILE`` or quick),
+    with ``seeds`` and any field overridden (strings are parsed like Python literals)."""
+    exp = get_experiment(name)
+    cfg = exp.config_cls.for_profile(current_profile(profile))
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            raise ValueError(f"{name} has no setting {key!r}; settings: {', '.join(sorted(fields))}")
+        changes[key] = _coerce(value, getattr(cfg, key), key)
+    if seeds is not None:
+        changes["seeds"] = tuple(int(s) for s in seeds)
+    return dataclasses.replace(cfg, **changes)
+
+
+def run_experiment(name: str, profile: str | None = None, seeds: tuple[int, ...] | None = None,
+                   out_dir: str | Path | None = None, progress: bool = True, **overrides: Any) -> ExperimentResult:
+    """Build the config, run the experiment and (when ``out_dir`` is given) write its files."""
+    cfg = make_config(name, profile, seeds, **overrides)
+    result = get_experiment(name).run(cfg, progress=progress)
+    if out_dir is not None:
+        result.write(out_dir)
+    return result
