@@ -96,7 +96,7 @@ def image_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
         r, q = divmod(i, ncol)
         grid[:, r * (h + 1):r * (h + 1) + h, q * (w + 1):q * (w + 1) + w] = images[i]
     out = grid.permute(1, 2, 0)
-    return out[..., 0] if c == 1 else out
+    return (out[..., 0] if c == 1 else out).numpy()
 
 
 def gradcam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], masks: torch.Tensor | None = None,
@@ -106,13 +106,13 @@ def gradcam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], masks: tor
     n = len(images)
     fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.3 * n, 1.35 * (1 + len(maps))), squeeze=False)
     for j in range(n):
-        img = images[j].permute(1, 2, 0).clamp(0, 1)
+        img = images[j].permute(1, 2, 0).clamp(0, 1).numpy()
         axes[0, j].imshow(img if img.shape[-1] == 3 else img[..., 0], cmap=None if img.shape[-1] == 3 else "gray")
         if masks is not None:
-            axes[0, j].contour(masks[j], levels=[0.5], colors="w", linewidths=0.6)
+            axes[0, j].contour(masks[j].numpy(), levels=[0.5], colors="w", linewidths=0.6)
         for i, (name, m) in enumerate(maps.items(), start=1):
             axes[i, j].imshow(img.mean(-1), cmap="gray")
-            axes[i, j].imshow(m[j], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            axes[i, j].imshow(m[j].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
     for i, name in enumerate(["input", *maps]):
         axes[i, 0].set_ylabel(name, fontsize=7)
     for ax in axes.flat:
@@ -138,7 +138,7 @@ def sample_grid(result: "DCGANResult", epochs: Sequence[int] | None = None, n: i
             imgs = (result.samples[act][e][:n] + 1) / 2
             side = int(round(n ** 0.5))
             g = image_grid(imgs, side if side * side == n else 2)
-            axes[i, j].imshow(g, cmap="gray" if g.dim() == 2 else None, vmin=0, vmax=1)
+            axes[i, j].imshow(g, cmap="gray" if g.ndim == 2 else None, vmin=0, vmax=1)
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
             if i == 0:

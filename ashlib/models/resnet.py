@@ -148,6 +148,7 @@ class PreActResNet(nn.Module):
         dropout: dropout inside each unit (0 for the He et al. nets).
         stem_stride: 1 (He et al.) or 2: the stem halves the resolution, which makes 32x32 inputs
             as cheap as 16x16 ones downstream (used by the quick profile on CPUs).
+        stem_pool: a 2x2 max-pool after the stem (halves the resolution once more).
 
     Shape: ``(N, in_channels, H, W)`` -> ``(N, num_classes)`` logits, for any H, W >= 4.
 
@@ -159,7 +160,8 @@ class PreActResNet(nn.Module):
 
     def __init__(self, depth: int = 20, act: ActSpec = "relu", block: str = "auto",
                  widths: Sequence[int] = (16, 32, 64), num_classes: int = 10, in_channels: int = 3,
-                 shortcut: str | None = None, dropout: float = 0.0, stem_stride: int = 1) -> None:
+                 shortcut: str | None = None, dropout: float = 0.0, stem_stride: int = 1,
+                 stem_pool: bool = False) -> None:
         super().__init__()
         if block == "auto":
             block = "bottleneck" if depth >= 164 else "basic"
@@ -178,7 +180,9 @@ class PreActResNet(nn.Module):
         self.depth, self.block, self.n_units = depth, block, n
         if stem_stride not in (1, 2):
             raise ValueError(f"stem_stride={stem_stride}; allowed: 1 (He et al.) or 2 (halves every feature map)")
-        self.stem = nn.Conv2d(in_channels, widths[0], 3, stem_stride, 1, bias=False)
+        stem = nn.Conv2d(in_channels, widths[0], 3, stem_stride, 1, bias=False)
+        # an optional 2x2 max-pool after the stem (as ImageNet ResNets have) quarters every later map
+        self.stem = nn.Sequential(stem, nn.MaxPool2d(2)) if stem_pool else stem
         stages, cin = [], widths[0]
         for i, w in enumerate(widths):
             units = []
