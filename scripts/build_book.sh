@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Set everything up, then build the book into _build/html from the stored notebook outputs.
+# Set everything up, then build the book into _build/html from the stored notebook outputs
+# (no notebook is executed: see _config.yml). Warnings are errors.
+# Afterwards check that the site is self-contained: no script or stylesheet from another host
+# (MathJax is served from _build/html/_static/mathjax, shipped by sphinx-mathjax-offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MPLBACKEND=Agg
-.venv/bin/jupyter-book build . --warningiserror --keep-going
+.venv/bin/jupyter-book build . --all --warningiserror --keep-going
+.venv/bin/python scripts/check_book_offline.py _build/html
