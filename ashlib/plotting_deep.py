@@ -75,7 +75,7 @@ def thresholds_by_depth(result: "AshResNetResult") -> Figure:
         axes[1].plot(d, [100 * r["k"] for r in rr], "o-", color=f"C{s}", ms=4, label=f"implied k, seed {s}")
         axes[1].plot(d, [100 * r["active"] for r in rr], "s--", color=f"C{s}", ms=4, mfc="none",
                      label=f"measured active, seed {s}")
-    axes[0].axhline(rows[0]["z"] if False else 0.0, color="k", lw=0.6)
+    axes[0].axhline(0.0, color="k", lw=0.6)  # the initial z (k = 50 %)
     axes[0].set(xlabel="relative depth (0 = input, 1 = output)", ylabel="learned z_k", title="learned threshold z_k")
     axes[1].set(xlabel="relative depth (0 = input, 1 = output)", ylabel="%", title="kept fraction")
     axes[0].legend(fontsize=7)
