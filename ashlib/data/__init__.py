@@ -24,3 +24,8 @@ __all__ = [
     "TeacherData", "make_teacher", "make_teacher_data",
     "ImageTensorDataset", "is_batch_indexable", "subset", "dataset_tensors",
 ]
+
+# procedural colour shapes (issue 5)
+from .shapes import SHAPE_CLASSES, load_shapes, make_shapes  # noqa: E402
+
+__all__ += ["SHAPE_CLASSES", "make_shapes", "load_shapes"]
