@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ASHLIB_PROFILE=${ASHLIB_PROFILE:-quick}
 export MPLBACKEND=Agg
+# two pytest workers on two cores: one thread each, or the OpenMP pools of the two notebook
+# kernels oversubscribe the cores and run several times slower
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 args=(tests)
 if compgen -G "notebooks/*.ipynb" >/dev/null; then
   args+=(--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks)
