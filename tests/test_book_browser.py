@@ -45,7 +45,7 @@ def results() -> dict:
 @pytest.mark.parametrize("page", list(browser_check.PAGES))
 def test_page_renders_math_and_figures(results: dict, page: str) -> None:
     r = results[page]
+    # check_page already requires typeset math on every page whose HTML contains formulas
     assert not r.problems, f"{page}: " + "; ".join(r.problems)
-    assert r.mjx > 0
     if browser_check.PAGES[page]:
         assert r.images > 0
