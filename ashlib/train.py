@@ -59,6 +59,14 @@ __all__ = [
 # --------------------------------------------------------------------------- devices, seeds, processes
 
 
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op thread count when ``threads > 0``; return the previous count to restore."""
+    old = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return old
+
+
 def select_device(device: str | torch.device = "auto") -> torch.device:
     """The device to train on: ``"auto"`` picks cuda (this process's local rank), then mps, then cpu."""
     if isinstance(device, torch.device):

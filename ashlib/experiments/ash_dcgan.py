@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from ..data import load_celeba, load_digits
 from ..metrics import frechet_distance_features
 from ..models import DCGANDiscriminator, DCGANGenerator, LeNet5, PreActResNet
-from ..train import evaluate, fit, seed_everything, select_device
+from ..train import evaluate, fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
 from .report import mean_sd_se
 
@@ -290,9 +290,7 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True) -> DCGANResult:
     """Train one DCGAN per (seed, generator activation); see the module docstring."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    old_threads = torch.get_num_threads()
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
+    old_threads = set_threads(config.threads)
     dev = select_device(config.device)
     result = DCGANResult(config=config, env=environment(dev))
     try:

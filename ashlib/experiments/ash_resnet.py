@@ -47,7 +47,7 @@ from ..data import load_cifar10, load_digits
 from ..data.shapes import load_shapes
 from ..metrics import active_fractions, ash_thresholds
 from ..models import PreActResNet, WideResNet
-from ..train import fit, seed_everything, select_device
+from ..train import fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
 from .report import mean_sd_se
 
@@ -434,9 +434,7 @@ def run_ash_resnet(config: AshResNetConfig, progress: bool = True, reuse: AshRes
     ``profile``): its runs of the same (activation, seed) are copied instead of retrained (the
     training is deterministic given the seed, so this is the run that would be repeated).
     """
-    old_threads = torch.get_num_threads()
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
+    old_threads = set_threads(config.threads)
     dev = select_device(config.device)
     result = AshResNetResult(config=config, name=name, env=environment(dev))
     try:

@@ -30,7 +30,7 @@ import torch
 
 from ..data import load_digits, load_fashion_mnist, load_mnist, make_teacher_data, subset
 from ..models import LeNet5, MLP, adaptive_alphas
-from ..train import evaluate, fit, kfold_indices, seed_everything, select_device
+from ..train import evaluate, fit, kfold_indices, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
 from .report import mean_sd_se
 
@@ -57,13 +57,6 @@ TABLE2_PAPER: dict[tuple[str, str], float] = {
 }
 
 ADAPTIVE = ("agumbel", "arelu")
-
-
-def _set_threads(threads: int) -> int:
-    old = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return old
 
 
 def _tqdm(total: int, desc: str, progress: bool):
@@ -336,7 +329,7 @@ def _share_verdict(hits: int, total: int, yes: str, no: str) -> str:
           "teacher networks with 1 or 8 hidden layers", Table1Config)
 def run_table1(config: Table1Config, progress: bool = True) -> Table1Result:
     """Run the Table 1 experiment (see :class:`Table1Config`) and return its :class:`Table1Result`."""
-    old_threads = _set_threads(config.threads)
+    old_threads = set_threads(config.threads)
     device = select_device(config.device)
     result = Table1Result(config=config, env=environment(device))
     n_runs = len(config.depths) * len(config.teachers) * len(config.seeds) * len(config.folds) * len(config.students)
@@ -577,7 +570,7 @@ class Table2Result(ExperimentResult):
           "(plus a sigmoid baseline)", Table2Config)
 def run_table2(config: Table2Config, progress: bool = True) -> Table2Result:
     """Run the Table 2 experiment (see :class:`Table2Config`) and return its :class:`Table2Result`."""
-    old_threads = _set_threads(config.threads)
+    old_threads = set_threads(config.threads)
     device = select_device(config.device)
     result = Table2Result(config=config, env=environment(device))
     train, test = load_table2_data(config)
