@@ -155,92 +155,219 @@ def _threshold_split(mu: Tensor, sigma: Tensor, z: float, cd: torch.dtype) -> Tu
     return t_hi, t_lo
 
 
+BACKENDS = ("native", "triton", "aten")
+_NATIVE_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+def _native_lib(x: Tensor):
+    """The native CPU kernels when they can take x, else None."""
+    if x.device.type != "cpu" or x.dtype not in _NATIVE_DTYPES or torch.compiler.is_compiling():
+        return None
+    from ashlib import native
+    return native.library()
+
+
+def _triton_ok(x: Tensor) -> bool:
+    if not x.is_cuda or torch.compiler.is_compiling():
+        return False
+    try:
+        from ashlib import fused_triton
+    except ImportError:
+        return False
+    return fused_triton.available(x)
+
+
+def select_backend(x: Tensor, backend: Optional[str] = None) -> str:
+    """The implementation the fused path uses for x: ``"native"`` (C kernels, CPU float32 and
+    bfloat16), ``"triton"`` (CUDA with Triton installed) or ``"aten"`` (chunked ATen ops,
+    everything else and under ``torch.compile``). ``backend`` asks for one; a backend that
+    cannot take x raises ``ValueError``.
+    """
+    if backend is None:
+        if _native_lib(x) is not None:
+            return "native"
+        return "triton" if _triton_ok(x) else "aten"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+    if backend == "native" and _native_lib(x) is None:
+        raise ValueError("backend='native' needs a CPU float32 or bfloat16 tensor and the compiled kernels "
+                         "(see ashlib.native); got " f"{x.device.type} {x.dtype}")
+    if backend == "triton" and not _triton_ok(x):
+        raise ValueError("backend='triton' needs a CUDA tensor and Triton installed (or TRITON_INTERPRET=1)")
+    return backend
+
+
+def _ptr_rows(t: Tensor, r0: int) -> int:
+    """Address of row r0 of a contiguous 2-D tensor (or of element r0 of a 1-D one)."""
+    return t.data_ptr() + r0 * t.stride(0) * t.element_size()
+
+
+def _native_statistics(lib, x2: Tensor, eps: float, zf: float) -> Tuple[Tensor, Tensor, bool]:
+    """Per-sample mean and sigma (float64, (N, 1)) and the range check, in the C kernels."""
+    from ashlib.native import parallel_rows
+    rows, n = x2.shape
+    mu = torch.empty(rows, 1, dtype=torch.float64)
+    sigma = torch.empty_like(mu)
+    fn = getattr(lib, "ash_stats_" + _NATIVE_DTYPES[x2.dtype])
+    ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), eps, zf, _CANCELLATION_RATIO,
+                                                  _ptr_rows(mu, r0), _ptr_rows(sigma, r0)))
+    return mu, sigma, all(ok)
+
+
+def _native_forward(lib, x2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float]) -> Tensor:
+    from ashlib.native import parallel_rows
+    rows, n = x2.shape
+    y = torch.empty_like(x2)
+    fn = getattr(lib, "ash_forward_" + _NATIVE_DTYPES[x2.dtype])
+    parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(y, r0), _ptr_rows(mu, r0),
+                                             _ptr_rows(sigma, r0), zf, A, 0.0 if lf is None else lf))
+    return y
+
+
+def _native_backward(lib, x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float,
+                     lf: Optional[float], need_x: bool, need_a: bool, need_l: bool):
+    """(gx or None, R1, R2 or None, Rl or None), as the ATen path computes them."""
+    from ashlib.native import parallel_rows
+    rows, n = x2.shape
+    gx = torch.empty_like(x2) if need_x else None
+    R1 = torch.empty(rows, 1, dtype=torch.float64)
+    R2 = torch.empty_like(R1) if need_a else None
+    Rl = torch.empty_like(R1) if (need_l and lf is not None) else None
+    fn = getattr(lib, "ash_backward_" + _NATIVE_DTYPES[x2.dtype])
+
+    def opt(t, r0):
+        return None if t is None else _ptr_rows(t, r0)
+
+    codes = parallel_rows(rows, n, lambda r0, r1: fn(
+        r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(g2, r0), opt(gx, r0), _ptr_rows(mu, r0), _ptr_rows(sigma, r0),
+        zf, A, 0.0 if lf is None else lf, _ptr_rows(R1, r0), opt(R2, r0), opt(Rl, r0)))
+    if any(codes):
+        raise MemoryError("ashlib.native: could not allocate a row buffer for the ASH backward")
+    return gx, R1, R2, Rl
+
+
+def _aten_forward(x: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float],
+                  chunk_elements: int) -> Tensor:
+    """The forward in chunked ATen ops: ``softplus_backward(grad, d, beta)`` evaluates
+    ``grad * S(beta*d)`` in one pass, with d = x - t."""
+    x2 = _rows(x)
+    cd = _compute_dtype(x)
+    t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
+    out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+    buf = None
+    for r0, r1 in _chunks(x2.shape[0], x2.shape[1], chunk_elements):
+        xc = x2[r0:r1].to(cd)
+        if x.dtype == cd:
+            o = out[r0:r1]
+        else:
+            buf = torch.empty(xc.shape, dtype=cd, device=x.device) if buf is None else buf
+            o = buf[: r1 - r0]
+        torch.sub(xc, t_hi[r0:r1], out=o).sub_(t_lo[r0:r1])  # d = x - t
+        torch.ops.aten.softplus_backward.grad_input(xc, o, A, _SP_THRESHOLD, grad_input=o)  # x*S(A*d)
+        if lf is not None:
+            torch.lerp(xc, o, 1.0 - lf, out=o)  # l*x + (1 - l)*x*S(u)
+        if o.data_ptr() != out[r0:r1].data_ptr():
+            out[r0:r1].copy_(o)
+    return out
+
+
+def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float],
+                   need_x: bool, need_w: bool, need_a: bool, need_l: bool, chunk_elements: int):
+    """(gx or None, R1, R2 or None, Rl or None) in chunked ATen ops; S(u) and S(-u) both come
+    from ``softplus_backward`` (beta = A and -A), so the tails keep full relative accuracy."""
+    cd = _compute_dtype(x)
+    x2 = _rows(x)
+    g2 = _rows(grad)
+    n_rows, n = x2.shape
+    c = 1.0 if lf is None else 1.0 - lf
+    t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
+    gx = torch.empty(x2.shape, dtype=cd, device=x.device) if need_w else None
+    R1_all = torch.zeros(n_rows, 1, dtype=torch.float64, device=x.device)
+    R2_all = torch.zeros_like(R1_all) if need_a else None
+    Rl_all = torch.zeros_like(R1_all) if (need_l and lf is not None) else None
+    dbuf = qbuf = None
+    for r0, r1 in _chunks(n_rows, n, chunk_elements):
+        rows = r1 - r0
+        xc = x2[r0:r1].to(cd)
+        gc = g2[r0:r1].to(cd)
+        if dbuf is None:
+            dbuf = torch.empty(xc.shape, dtype=cd, device=x.device)
+            qbuf = torch.empty_like(dbuf)
+        d, q = dbuf[:rows], qbuf[:rows]
+        torch.sub(xc, t_hi[r0:r1], out=d).sub_(t_lo[r0:r1])
+        if Rl_all is not None:  # dL/dl = sum g*x*S(-u), from S(-u) directly (1 - S(u) cancels)
+            torch.ops.aten.softplus_backward.grad_input(gc, d, -A, _SP_THRESHOLD, grad_input=q)
+            Rl_all[r0:r1] = torch.sum(q.mul_(xc), dim=1, keepdim=True, dtype=torch.float64)
+        if not need_w:
+            continue
+        gs = gx[r0:r1]
+        torch.ops.aten.softplus_backward.grad_input(gc, d, A, _SP_THRESHOLD, grad_input=gs)  # g*S(u)
+        torch.ops.aten.softplus_backward.grad_input(gs, d, -A, _SP_THRESHOLD, grad_input=q)  # g*S(u)*S(-u)
+        w = q.mul_(xc)  # x*g*S'(u)
+        R1 = torch.sum(w, dim=1, keepdim=True, dtype=torch.float64)
+        R1_all[r0:r1] = R1
+        if need_x:
+            if lf is not None:
+                torch.lerp(gc, gs, c, out=gs)  # l*g + c*g*S(u)
+            gs.add_(w, alpha=c * A)
+        if R2_all is not None:
+            R2_all[r0:r1] = torch.sum(w.mul_(d), dim=1, keepdim=True, dtype=torch.float64)
+        if need_x:
+            # the path through mu and sigma: -(W/n)(1 + z(x - mu)/sigma), W = c*A*R1, written
+            # with d = x - t (accurate) as -(W/n)(1 + z^2 + z*d/sigma)
+            Wn = R1 * (c * A / n)
+            k1 = (Wn * (-zf) / sigma[r0:r1]).to(cd)
+            k0 = (Wn * (-(1.0 + zf * zf))).to(cd)
+            gs.addcmul_(d, k1).add_(k0)
+    return (gx if need_x else None), R1_all, R2_all, Rl_all
+
+
 class _FusedASHFunction(torch.autograd.Function):
     """ASH / Leaky ASH over the rows of a (samples, elements) view, analytic backward.
 
-    Works with d = x - t (so u = A*d): ``softplus_backward(grad, d, beta)`` evaluates
-    ``grad * S(beta*d)`` in one pass, with beta = A for S(u) and beta = -A for S(-u).
+    ``backend`` picks the loops: the C kernels of :mod:`ashlib.native`, the Triton kernels of
+    :mod:`ashlib.fused_triton` or chunked ATen ops; all compute the quantities of the module
+    docstring (R1 = sum x q, R2 = sum x q d, Rl = sum g x S(-u) per sample) in float32 (the
+    input's dtype for float64) with float64 sums.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, z, alpha, slope, mu: Tensor, sigma: Tensor, zf: float, af: float,
-                lf: Optional[float], chunk_elements: int) -> Tensor:
-        x2 = _rows(x)
-        cd = _compute_dtype(x)
+                lf: Optional[float], chunk_elements: int, backend: str) -> Tensor:
         A = 2.0 * af
-        t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
-        out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
-        buf = None
-        for r0, r1 in _chunks(x2.shape[0], x2.shape[1], chunk_elements):
-            xc = x2[r0:r1].to(cd)
-            if x.dtype == cd:
-                o = out[r0:r1]
-            else:
-                buf = torch.empty(xc.shape, dtype=cd, device=x.device) if buf is None else buf
-                o = buf[: r1 - r0]
-            torch.sub(xc, t_hi[r0:r1], out=o).sub_(t_lo[r0:r1])  # d = x - t
-            torch.ops.aten.softplus_backward.grad_input(xc, o, A, _SP_THRESHOLD, grad_input=o)  # x*S(A*d)
-            if lf is not None:
-                torch.lerp(xc, o, 1.0 - lf, out=o)  # l*x + (1 - l)*x*S(u)
-            if o.data_ptr() != out[r0:r1].data_ptr():
-                out[r0:r1].copy_(o)
+        if backend == "native":
+            out = _native_forward(_native_lib(x), _rows(x), mu, sigma, zf, A, lf)
+        elif backend == "triton":
+            from ashlib import fused_triton
+            out = fused_triton.ash_forward(_rows(x), mu + zf * sigma, A, lf)
+        else:
+            out = _aten_forward(x, mu, sigma, zf, A, lf, chunk_elements)
         ctx.save_for_backward(x, mu, sigma)
-        ctx.params = (zf, af, lf, chunk_elements)
+        ctx.params = (zf, af, lf, chunk_elements, backend)
         ctx.param_meta = tuple((v.shape, v.dtype) if isinstance(v, Tensor) else None for v in (z, alpha, slope))
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, mu, sigma = ctx.saved_tensors
-        zf, af, lf, chunk_elements = ctx.params
+        zf, af, lf, chunk_elements, backend = ctx.params
         need_x, need_z, need_a, need_l = ctx.needs_input_grad[:4]
-        cd = _compute_dtype(x)
-        x2 = _rows(x)
-        g2 = _rows(grad)
-        n_rows, n = x2.shape
         A = 2.0 * af
         c = 1.0 if lf is None else 1.0 - lf
-        t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
         need_w = need_x or need_z or need_a
-        gx = torch.empty(x2.shape, dtype=cd, device=x.device) if need_w else None
-        R1_all = torch.zeros(n_rows, 1, dtype=torch.float64, device=x.device)
-        R2_all = torch.zeros_like(R1_all) if need_a else None
-        Rl_all = torch.zeros_like(R1_all) if (need_l and lf is not None) else None
-        dbuf = qbuf = None
-        for r0, r1 in _chunks(n_rows, n, chunk_elements):
-            rows = r1 - r0
-            xc = x2[r0:r1].to(cd)
-            gc = g2[r0:r1].to(cd)
-            if dbuf is None:
-                dbuf = torch.empty(xc.shape, dtype=cd, device=x.device)
-                qbuf = torch.empty_like(dbuf)
-            d, q = dbuf[:rows], qbuf[:rows]
-            torch.sub(xc, t_hi[r0:r1], out=d).sub_(t_lo[r0:r1])
-            if Rl_all is not None:  # dL/dl = sum g*x*S(-u), from S(-u) directly (1 - S(u) cancels)
-                torch.ops.aten.softplus_backward.grad_input(gc, d, -A, _SP_THRESHOLD, grad_input=q)
-                Rl_all[r0:r1] = torch.sum(q.mul_(xc), dim=1, keepdim=True, dtype=torch.float64)
-            if not need_w:
-                continue
-            gs = gx[r0:r1]
-            torch.ops.aten.softplus_backward.grad_input(gc, d, A, _SP_THRESHOLD, grad_input=gs)  # g*S(u)
-            torch.ops.aten.softplus_backward.grad_input(gs, d, -A, _SP_THRESHOLD, grad_input=q)  # g*S(u)*S(-u)
-            w = q.mul_(xc)  # x*g*S'(u)
-            R1 = torch.sum(w, dim=1, keepdim=True, dtype=torch.float64)
-            R1_all[r0:r1] = R1
-            if need_x:
-                if lf is not None:
-                    torch.lerp(gc, gs, c, out=gs)  # l*g + c*g*S(u)
-                gs.add_(w, alpha=c * A)
-            if R2_all is not None:
-                R2_all[r0:r1] = torch.sum(w.mul_(d), dim=1, keepdim=True, dtype=torch.float64)
-            if need_x:
-                # the path through mu and sigma: -(W/n)(1 + z(x - mu)/sigma), W = c*A*R1, written
-                # with d = x - t (accurate) as -(W/n)(1 + z^2 + z*d/sigma)
-                Wn = R1 * (c * A / n)
-                k1 = (Wn * (-zf) / sigma[r0:r1]).to(cd)
-                k0 = (Wn * (-(1.0 + zf * zf))).to(cd)
-                gs.addcmul_(d, k1).add_(k0)
-        grads = [None] * 10
+        if backend == "native":
+            g2 = _rows(grad.to(x.dtype)).contiguous()
+            gx, R1_all, R2_all, Rl_all = _native_backward(_native_lib(x), _rows(x), g2, mu, sigma, zf, A, lf,
+                                                          need_x, need_a, need_l)
+        elif backend == "triton":
+            from ashlib import fused_triton
+            g2 = _rows(grad.to(x.dtype)).contiguous()
+            gx, R1_all, R2_all, Rl_all = fused_triton.ash_backward(_rows(x), g2, mu, sigma, zf, A, lf,
+                                                                   need_x, need_a, need_l)
+        else:
+            gx, R1_all, R2_all, Rl_all = _aten_backward(x, grad, mu, sigma, zf, A, lf, need_x, need_w, need_a,
+                                                        need_l, chunk_elements)
+        grads = [None] * 11
         if need_x:
             grads[0] = gx.reshape(x.shape).to(x.dtype)
 
@@ -257,18 +384,29 @@ class _FusedASHFunction(torch.autograd.Function):
         return tuple(grads)
 
 
-def _fused(x: Tensor, z, alpha, slope, dim, eps: float, chunk_elements: int) -> Optional[Tensor]:
+def _fused(x: Tensor, z, alpha, slope, dim, eps: float, chunk_elements: int,
+           backend: Optional[str] = None) -> Optional[Tensor]:
     """The fused result, or None when this input must go to the reference implementation."""
     if not fused_supported(x, z, alpha, dim, slope):
         return None
+    backend = select_backend(x, backend)
     zf, af = _scalar_value(z), _scalar_value(alpha)
     lf = None if slope is None else _scalar_value(slope)
-    x2 = _rows(x)
+    if backend != "aten" and not x.is_contiguous():
+        x = x.contiguous()
     with torch.no_grad():
-        mu, sigma, norm = _statistics(x2.detach(), eps, chunk_elements)
-        if not _range_ok(x2, mu, sigma, norm, zf, af, eps):
-            return None
-    return _FusedASHFunction.apply(x, z, alpha, slope, mu, sigma, zf, af, lf, chunk_elements)
+        if backend == "native":
+            if not (math.isfinite(zf) and math.isfinite(af) and eps >= math.sqrt(torch.finfo(torch.float32).tiny)):
+                return None
+            mu, sigma, ok = _native_statistics(_native_lib(x), _rows(x.detach()), eps, zf)
+            if not ok:
+                return None
+        else:
+            x2 = _rows(x.detach())
+            mu, sigma, norm = _statistics(x2, eps, chunk_elements)
+            if not _range_ok(x2, mu, sigma, norm, zf, af, eps):
+                return None
+    return _FusedASHFunction.apply(x, z, alpha, slope, mu, sigma, zf, af, lf, chunk_elements, backend)
 
 
 def _check_eps(eps) -> None:
@@ -278,11 +416,14 @@ def _check_eps(eps) -> None:
 
 
 def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0,
-        dim=None, eps: float = 1e-5, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tensor:
+        dim=None, eps: float = 1e-5, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        backend: Optional[str] = None) -> Tensor:
     r"""Fused ASH, :math:`x\,S(2\alpha(x - \mu_X - z\sigma_X))` (same contract as :func:`ashlib.functional.ash`).
 
-    Saves only ``x`` and per-sample statistics for backward; processes ``chunk_elements``
-    elements' worth of samples at a time. Falls back to the reference implementation for
+    Saves only ``x`` and per-sample statistics for backward. ``backend`` (None: the fastest
+    available, see :func:`select_backend`) chooses the C kernels of :mod:`ashlib.native` (CPU
+    float32/bfloat16, one sample at a time), Triton (CUDA) or chunked ATen ops, which process
+    ``chunk_elements`` elements' worth of samples at a time. Falls back to the reference implementation for
     inputs outside the fast path's range (see the module docstring).
 
     >>> import torch
@@ -291,19 +432,19 @@ def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] 
     """
     AF.check_positive("alpha", alpha)
     _check_eps(eps)
-    out = _fused(x, z, alpha, None, dim, eps, chunk_elements)
+    out = _fused(x, z, alpha, None, dim, eps, chunk_elements, backend)
     return AF._ash_family(x, z, alpha, dim, eps) if out is None else out
 
 
 def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0,
               slope: Union[Number, Tensor] = 0.01, dim=None, eps: float = 1e-5,
-              chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tensor:
+              chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, backend: Optional[str] = None) -> Tensor:
     r"""Fused Leaky ASH, :math:`x(\ell + (1 - \ell) S(2\alpha(x - \mu_X - z\sigma_X)))`."""
     if AF._is_number(slope) and not (slope > 0 and math.isfinite(slope)):
         raise ValueError(f"slope={slope!r} is out of range: slope must be finite and > 0")
     AF.check_positive("alpha", alpha)
     _check_eps(eps)
-    out = _fused(x, z, alpha, slope, dim, eps, chunk_elements)
+    out = _fused(x, z, alpha, slope, dim, eps, chunk_elements, backend)
     return AF._ash_family(x, z, alpha, dim, eps, slope=slope) if out is None else out
 
 

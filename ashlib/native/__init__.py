@@ -1,0 +1,165 @@
+"""Native CPU kernels for the fused ASH, compiled from C at first use and called through ctypes.
+
+``ash_cpu.c`` holds the per-sample statistics, forward and backward loops of
+:mod:`ashlib.fused` for float32 and bfloat16. It is compiled once per machine with the system C
+compiler (``$CC``, else ``cc``) at ``-O3`` for the host's instruction set, into a cache folder
+(``$ASHLIB_CACHE_DIR``, else ``$XDG_CACHE_HOME/ashlib``, else ``~/.cache/ashlib``) under a name
+that hashes the source, the flags, the compiler's version and the CPU's feature flags, so a
+change to any of them builds afresh. Compiling takes about a second.
+
+Nothing here is required: without a compiler, or with ``ASHLIB_NATIVE=0`` in the environment,
+:func:`library` returns ``None`` (with one warning saying why, when a build failed) and
+:mod:`ashlib.fused` uses its ATen implementation, which computes the same thing more slowly.
+
+ctypes releases the GIL during a call, so :func:`parallel_rows` spreads samples over
+``torch.get_num_threads()`` Python threads that run the C loops concurrently.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+import torch
+
+__all__ = ["library", "available", "build", "parallel_rows", "SOURCE"]
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ash_cpu.c")
+# No -ffast-math: it would let the compiler reassociate (x - t_hi) - t_lo. Finite math (the
+# caller checks the range; the kernels test for inf and nan by their bits) lets min/max vectorise.
+_FLAGS_COMMON = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-ffinite-math-only", "-fno-signed-zeros",
+                 "-ffp-contract=off", "-fPIC", "-shared"]
+_FLAGS_NATIVE = _FLAGS_COMMON + ["-march=native"]
+_FLAGS_PORTABLE = _FLAGS_COMMON
+
+_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+_tried = False
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+
+_i64, _f32, _f64, _p = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
+_SIGNATURES = {
+    "ash_stats": ([_i64, _i64, _p, _f64, _f64, _f64, _p, _p], ctypes.c_int),
+    "ash_forward": ([_i64, _i64, _p, _p, _p, _p, _f64, _f32, _f32], None),
+    "ash_backward": ([_i64, _i64, _p, _p, _p, _p, _p, _f64, _f32, _f32, _p, _p, _p], ctypes.c_int),
+}
+
+
+def _cache_dir() -> str:
+    if os.environ.get("ASHLIB_CACHE_DIR"):
+        return os.environ["ASHLIB_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ashlib")
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return ""
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
+    """Compile ``ash_cpu.c`` (if not cached) and return the shared library's path.
+
+    Raises ``RuntimeError`` with the compiler's message when compilation fails.
+    """
+    cc = cc or os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        raise RuntimeError(f"no C compiler: {cc!r} is not on PATH (set CC to use another)")
+    with open(SOURCE, "rb") as fh:
+        src = fh.read()
+    errors = []
+    for fl in ([flags] if flags else [_FLAGS_NATIVE, _FLAGS_PORTABLE]):
+        key = hashlib.sha256(src + " ".join(fl).encode() + _compiler_version(cc).encode()
+                             + _cpu_flags().encode()).hexdigest()[:20]
+        out_dir = _cache_dir()
+        path = os.path.join(out_dir, f"ash_cpu-{key}.so")
+        if os.path.exists(path):
+            return path
+        os.makedirs(out_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+        os.close(fd)
+        proc = subprocess.run([cc, *fl, SOURCE, "-o", tmp, "-lm"], capture_output=True, text=True)
+        if proc.returncode == 0:
+            os.replace(tmp, path)  # atomic: concurrent builders (test workers) all end with one file
+            return path
+        os.unlink(tmp)
+        errors.append(f"{cc} {' '.join(fl)}: {proc.stderr.strip()[-2000:]}")
+    raise RuntimeError("compiling ashlib/native/ash_cpu.c failed:\n" + "\n".join(errors))
+
+
+def library() -> Optional[ctypes.CDLL]:
+    """The loaded kernels, building them on first use; None when disabled or not buildable."""
+    global _lib, _tried
+    if _lib is not None or _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        if os.environ.get("ASHLIB_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+            return None
+        try:
+            lib = ctypes.CDLL(build())
+            for name, (args, res) in _SIGNATURES.items():
+                for suf in ("f32", "bf16"):
+                    fn = getattr(lib, f"{name}_{suf}")
+                    fn.argtypes, fn.restype = args, res
+            _lib = lib
+        except (RuntimeError, OSError) as err:
+            warnings.warn(f"ashlib: native CPU kernels unavailable, using the ATen implementation of the "
+                          f"fused ASH ({err})", RuntimeWarning, stacklevel=3)
+    return _lib
+
+
+def available() -> bool:
+    """Whether the native kernels are built and loaded (builds them if needed)."""
+    return library() is not None
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size != n:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ashlib-native")
+        _pool_size = n
+    return _pool
+
+
+#: Below this many elements a call runs on the calling thread only.
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+
+def parallel_rows(rows: int, n: int, call: Callable[[int, int], object]) -> list:
+    """Run ``call(r0, r1)`` over row ranges covering ``range(rows)``, on up to
+    ``torch.get_num_threads()`` threads; returns the calls' results in row order."""
+    threads = min(torch.get_num_threads(), rows)
+    if threads <= 1 or rows * n < PARALLEL_MIN_ELEMENTS:
+        return [call(0, rows)]
+    bounds = [rows * i // threads for i in range(threads + 1)]
+    pool = _executor(threads)
+    futs = [pool.submit(call, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    first = call(bounds[0], bounds[1])
+    return [first] + [f.result() for f in futs]

@@ -1,0 +1,236 @@
+/* Fused ASH / Leaky ASH on the CPU: per-sample statistics, forward and analytic backward.
+ *
+ * Built at first use by ashlib/native/__init__.py (the C compiler, -O3, native instruction set)
+ * and called through ctypes; the formulas and their derivation are in ashlib/fused.py. Every
+ * function works on `rows` samples of `n` contiguous elements each and handles one sample at a
+ * time, so that its data stays in cache between the passes over it. The inner loops are written
+ * to be vectorised by the compiler (`#pragma omp simd`, no branches, an exp of our own).
+ *
+ * Element types: float32 (suffix _f32) and bfloat16 stored as uint16 (suffix _bf16); all
+ * arithmetic is float32, per-sample sums are float64.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* exp(v) for float32 and v in [-87, 88] (the callers clamp), relative error about 1 ulp, written
+ * to vectorise: Cody-Waite reduction v = k ln2 + r, |r| <= ln2/2, a polynomial for exp(r), and
+ * 2^k added to the exponent bits. The
+ * clamp keeps both exp(v) and 1 + exp(v) normal and finite. */
+#define EXP_LO (-87.0f)
+#define EXP_HI 88.0f
+static inline float exp_f32(float v) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float km = fmaf(v, 1.44269504088896341f, magic);
+    float kf = km - magic;
+    float r = fmaf(kf, -0.693145751953125f, v);  /* ln2, high part: kf * it is exact */
+    r = fmaf(kf, -1.428606765330187e-06f, r);    /* ln2, low part */
+    /* degree 6, interpolating exp at the Chebyshev points of [-ln2/2, ln2/2] (relative error
+     * 2.5e-9 in exact arithmetic, 1e-7 in float32; checked in tests/test_native.py) */
+    float p = 1.3941108481958508e-3f;
+    p = fmaf(p, r, 8.37512593716383e-3f);
+    p = fmaf(p, r, 4.166635125875473e-2f);
+    p = fmaf(p, r, 1.6666415333747864e-1f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    /* the low bits of km hold k (two's complement): shifted into the exponent field they
+     * multiply p by 2^k; p*2^k stays normal for k in [-126, 127] */
+    union { float f; uint32_t u; } pk, kb;
+    kb.f = km;
+    pk.f = p;
+    pk.u += kb.u << 23;
+    return pk.f;
+}
+
+/* v finite and v <= lim, by the exponent bits: the build assumes finite math
+ * (-ffinite-math-only), under which a comparison may not see a nan or an inf */
+static inline int finite_below(double v, double lim) {
+    union { double d; uint64_t u; } b;
+    b.d = v;
+    return (b.u & 0x7FF0000000000000ull) != 0x7FF0000000000000ull && v <= lim;
+}
+
+static inline float clampf(float v, float lo, float hi) {
+    /* in the operand order of the SSE/AVX min and max instructions (fminf and fmaxf differ on
+     * nan and do not vectorise without -ffast-math) */
+    v = v < hi ? v : hi;
+    return v > lo ? v : lo;
+}
+
+static inline float load_f32(const float *p, int64_t i) { return p[i]; }
+static inline void store_f32(float *p, int64_t i, float v) { p[i] = v; }
+static inline float load_bf16(const uint16_t *p, int64_t i) {
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)p[i] << 16;
+    return v.f;
+}
+static inline void store_bf16(uint16_t *p, int64_t i, float f) {
+    union { uint32_t u; float f; } v;
+    v.f = f; /* round to nearest even; inputs are finite (the caller checks the range) */
+    p[i] = (uint16_t)((v.u + 0x7FFFu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+/* t = mu + z*sigma (float64) as t_hi + t_lo in float32: x - t_hi is exact near t (Sterbenz),
+ * so (x - t_hi) - t_lo is x - t to float32 relative precision even where 2*alpha*|t| is large. */
+static inline void split_threshold(double t, float *hi, float *lo) {
+    *hi = (float)t;
+    *lo = (float)(t - (double)*hi);
+}
+
+/* Per-sample mean and sigma = sqrt(Var + eps) in float64: one pass for the sum and the sum of
+ * squares, a second (centered) pass only for samples where E[x^2] - mu^2 would cancel (mu^2 >
+ * ratio * Var). Returns 1 when the float32 fast path is accurate for every sample: no inf or nan,
+ * |x - t| <= 2-norm + |t| below FLT_MAX/64, and max|x| below MAXABS (beyond it, x*S(u) can be
+ * above 1e-30 where exp(-|u|) leaves the clamped range of exp_f32); else 0. */
+#define MAXABS 6.7108864e7 /* 2^26 */
+#define BLOCK 512 /* elements per float32 partial sum in the backward */
+/* Pass 1 of the backward over one sample (see ash_backward_*): returns the sums R1 = sum x q,
+ * R2 = sum x q d and, when leaky, Rl = sum g x S(-u) in out[0..2], and writes the element-wise
+ * part of dL/dx, g (ell + c S(u)) + c A x q, to part[] unless part is NULL. Sums run in float32
+ * within blocks of BLOCK elements (a handful of terms per vector lane) and in float64 across
+ * blocks. `leaky` is a literal at each call, so the compiler builds one loop per case. */
+#define DEFINE_PASS1(SUF, T)                                                                       \
+static inline __attribute__((always_inline)) void bwd_pass1_##SUF(                                 \
+        int64_t n, const T *xr, const T *gr, float *part, float thi, float tlo, float A, float c,  \
+        float ell, int leaky, double out[3]) {                                                     \
+    const float cA = c * A;                                                                        \
+    double r1 = 0.0, r2 = 0.0, rl = 0.0;                                                           \
+    for (int64_t i0 = 0; i0 < n; i0 += BLOCK) {                                                    \
+        const int64_t i1 = i0 + BLOCK < n ? i0 + BLOCK : n;                                        \
+        float b1 = 0.0f, b2 = 0.0f, bl = 0.0f;                                                     \
+        _Pragma("omp simd reduction(+:b1,b2,bl)")                                                  \
+        for (int64_t i = i0; i < i1; ++i) {                                                        \
+            float xv = load_##SUF(xr, i), gv = load_##SUF(gr, i);                                  \
+            float d = (xv - thi) - tlo;                                                            \
+            float e = exp_f32(clampf(-A * d, EXP_LO, EXP_HI));                                     \
+            float s = 1.0f / (1.0f + e);   /* S(u) */                                              \
+            float sm = e * s;              /* S(-u), not 1 - S(u) */                               \
+            float gxv = gv * xv;                                                                   \
+            float w = gxv * (sm * s);      /* x g S(u) S(-u) */                                    \
+            b1 += w;                                                                               \
+            b2 += w * d;                                                                           \
+            if (leaky) bl += gxv * sm;                                                             \
+            if (part) part[i] = fmaf(gv, leaky ? fmaf(c, s, ell) : s, cA * w);                     \
+        }                                                                                          \
+        r1 += (double)b1;                                                                          \
+        r2 += (double)b2;                                                                          \
+        rl += (double)bl;                                                                          \
+    }                                                                                              \
+    out[0] = r1;                                                                                   \
+    out[1] = r2;                                                                                   \
+    out[2] = rl;                                                                                   \
+}
+
+DEFINE_PASS1(f32, float)
+DEFINE_PASS1(bf16, uint16_t)
+
+#define DEFINE_KERNELS(SUF, T)                                                                     \
+int ash_stats_##SUF(int64_t rows, int64_t n, const T *x, double eps, double z, double ratio,       \
+                    double *mu, double *sigma) {                                                   \
+    int ok = 1;                                                                                    \
+    for (int64_t r = 0; r < rows; ++r) {                                                           \
+        const T *xr = x + r * n;                                                                   \
+        double a = 0.0, b = 0.0;                                                                   \
+        float mx = 0.0f;                                                                           \
+        _Pragma("omp simd reduction(+:a,b) reduction(max:mx)")                                     \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            float f = load_##SUF(xr, i);                                                           \
+            double v = (double)f;                                                                  \
+            a += v;                                                                                \
+            b += v * v;                                                                            \
+            float af = f < 0.0f ? -f : f;                                                          \
+            mx = mx > af ? mx : af;                                                                \
+        }                                                                                          \
+        double m = a / (double)n;                                                                  \
+        double var = fmax(b / (double)n - m * m, 0.0);                                             \
+        if (m * m > ratio * var) {                                                                 \
+            double c2 = 0.0;                                                                       \
+            _Pragma("omp simd reduction(+:c2)")                                                    \
+            for (int64_t i = 0; i < n; ++i) {                                                      \
+                double v = (double)load_##SUF(xr, i) - m;                                          \
+                c2 += v * v;                                                                       \
+            }                                                                                      \
+            var = c2 / (double)n;                                                                  \
+        }                                                                                          \
+        double s = sqrt(var + eps);                                                                \
+        double bound = sqrt(b) + fabs(m + z * s);                                                  \
+        if (!finite_below(bound, (double)FLT_MAX / 64.0) || !finite_below(mx, MAXABS)) ok = 0;     \
+        mu[r] = m;                                                                                 \
+        sigma[r] = s;                                                                              \
+    }                                                                                              \
+    return ok;                                                                                     \
+}                                                                                                  \
+/* y = x*(ell + c*S(u)), u = A(x - t), t = mu + z*sigma, c = 1 - ell; ASH is ell = 0.              \
+ * S(u) = 1/(1 + e), e = exp(-u): relative accuracy in both tails, no cancellation. */             \
+void ash_forward_##SUF(int64_t rows, int64_t n, const T *x, T *y, const double *mu,                \
+                       const double *sigma, double z, float A, float ell) {                        \
+    const float c = 1.0f - ell;                                                                    \
+    for (int64_t r = 0; r < rows; ++r) {                                                           \
+        const T *xr = x + r * n;                                                                   \
+        T *yr = y + r * n;                                                                         \
+        float thi, tlo;                                                                            \
+        split_threshold(mu[r] + z * sigma[r], &thi, &tlo);                                         \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            float xv = load_##SUF(xr, i);                                                          \
+            float e = exp_f32(clampf(-A * ((xv - thi) - tlo), EXP_LO, EXP_HI));                    \
+            float s = 1.0f / (1.0f + e);                                                           \
+            store_##SUF(yr, i, xv * fmaf(c, s, ell));                                              \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+/* Backward, two passes per sample: pass 1 (bwd_pass1_*) gives the sums R1, R2, Rl and the         \
+ * element-wise part of dL/dx (in gx itself for float32, else in a float32 row buffer); pass 2     \
+ * adds the path through mu and sigma. gx, R2, Rl may be NULL when not needed. Returns 0, or -1    \
+ * if the row buffer could not be allocated. */                                                    \
+int ash_backward_##SUF(int64_t rows, int64_t n, const T *x, const T *g, T *gx, const double *mu,   \
+                       const double *sigma, double z, float A, float ell, double *R1, double *R2,  \
+                       double *Rl) {                                                               \
+    const float c = 1.0f - ell;                                                                    \
+    const int leaky = ell != 0.0f || Rl != NULL;                                                   \
+    const int direct = sizeof(T) == sizeof(float); /* float32: pass 1 writes into gx itself */     \
+    float *buf = NULL;                                                                             \
+    if (gx && !direct) {                                                                           \
+        buf = (float *)malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));                            \
+        if (!buf) return -1;                                                                       \
+    }                                                                                              \
+    for (int64_t r = 0; r < rows; ++r) {                                                           \
+        const T *xr = x + r * n, *gr = g + r * n;                                                  \
+        T *gxr = gx ? gx + r * n : NULL;                                                           \
+        float *part = gx ? (direct ? (float *)(void *)gxr : buf) : NULL;                           \
+        float thi, tlo;                                                                            \
+        split_threshold(mu[r] + z * sigma[r], &thi, &tlo);                                         \
+        double sums[3];                                                                            \
+        if (leaky)                                                                                 \
+            bwd_pass1_##SUF(n, xr, gr, part, thi, tlo, A, c, ell, 1, sums);                        \
+        else                                                                                       \
+            bwd_pass1_##SUF(n, xr, gr, part, thi, tlo, A, c, ell, 0, sums);                        \
+        R1[r] = sums[0];                                                                           \
+        if (R2) R2[r] = sums[1];                                                                   \
+        if (Rl) Rl[r] = sums[2];                                                                   \
+        if (!gx) continue;                                                                         \
+        /* pass 2: the path through mu and sigma, -(W/n)(1 + z^2 + z d/sigma), W = c A R1 */       \
+        double wn = sums[0] * (double)(c * A) / (double)n;                                         \
+        float k1 = (float)(-wn * z / sigma[r]);                                                    \
+        float k0 = (float)(-wn * (1.0 + z * z));                                                   \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            float d = (load_##SUF(xr, i) - thi) - tlo;                                             \
+            store_##SUF(gxr, i, fmaf(k1, d, part[i] + k0));                                        \
+        }                                                                                          \
+    }                                                                                              \
+    free(buf);                                                                                     \
+    return 0;                                                                                      \
+}
+
+DEFINE_KERNELS(f32, float)
+DEFINE_KERNELS(bf16, uint16_t)
+
+/* For the tests: the vectorised exp on an array. */
+void ash_exp_f32(int64_t n, const float *x, float *y) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; ++i) y[i] = exp_f32(x[i]);
+}
