@@ -1,7 +1,8 @@
 """Native CPU kernels for the fused ASH, compiled from C at first use and called through ctypes.
 
 ``ash_cpu.c`` holds the per-sample statistics, forward and backward loops of
-:mod:`ashlib.fused` for float32 and bfloat16. It is compiled once per machine with the system C
+:mod:`ashlib.fused` for float32 and bfloat16; every ``*.c`` file of this folder goes into one
+shared library. It is compiled once per machine with the system C
 compiler (``$CC``, else ``cc``) at ``-O3`` for the host's instruction set, into a cache folder
 (``$ASHLIB_CACHE_DIR``, else ``$XDG_CACHE_HOME/ashlib``, else ``~/.cache/ashlib``) under a name
 that hashes the source, the flags, the compiler's version and the CPU's feature flags, so a
@@ -30,9 +31,10 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["library", "available", "build", "parallel_rows", "SOURCE"]
+__all__ = ["library", "available", "build", "parallel_rows", "SOURCES", "SIGNATURES"]
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ash_cpu.c")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".c"))
 # No -ffast-math: it would let the compiler reassociate (x - t_hi) - t_lo. Finite math (the
 # caller checks the range; the kernels test for inf and nan by their bits) lets min/max vectorise.
 _FLAGS_COMMON = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-ffinite-math-only", "-fno-signed-zeros",
@@ -47,10 +49,12 @@ _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
 
 _i64, _f32, _f64, _p = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
-_SIGNATURES = {
-    "ash_stats": ([_i64, _i64, _p, _f64, _f64, _f64, _p, _p], ctypes.c_int),
-    "ash_forward": ([_i64, _i64, _p, _p, _p, _p, _f64, _f32, _f32], None),
-    "ash_backward": ([_i64, _i64, _p, _p, _p, _p, _p, _f64, _f32, _f32, _p, _p, _p], ctypes.c_int),
+#: ctypes signatures: name -> (argument types, result type, dtype suffixes the C code defines)
+SIGNATURES = {
+    "ash_stats": ([_i64, _i64, _p, _f64, _f64, _f64, _p, _p], ctypes.c_int, ("f32", "bf16")),
+    "ash_forward": ([_i64, _i64, _p, _p, _p, _p, _f64, _f32, _f32], None, ("f32", "bf16")),
+    "ash_backward": ([_i64, _i64, _p, _p, _p, _p, _p, _f64, _f32, _f32, _p, _p, _p], ctypes.c_int, ("f32", "bf16")),
+    "ash_exp": ([_i64, _p, _p], None, ("f32",)),
 }
 
 
@@ -80,33 +84,35 @@ def _compiler_version(cc: str) -> str:
 
 
 def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
-    """Compile ``ash_cpu.c`` (if not cached) and return the shared library's path.
+    """Compile the ``*.c`` files of this folder (if not cached) and return the shared library's path.
 
     Raises ``RuntimeError`` with the compiler's message when compilation fails.
     """
     cc = cc or os.environ.get("CC") or "cc"
     if shutil.which(cc) is None:
         raise RuntimeError(f"no C compiler: {cc!r} is not on PATH (set CC to use another)")
-    with open(SOURCE, "rb") as fh:
-        src = fh.read()
+    src = b""
+    for path in SOURCES + sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".h")):
+        with open(path, "rb") as fh:
+            src += fh.read()
     errors = []
     for fl in ([flags] if flags else [_FLAGS_NATIVE, _FLAGS_PORTABLE]):
         key = hashlib.sha256(src + " ".join(fl).encode() + _compiler_version(cc).encode()
                              + _cpu_flags().encode()).hexdigest()[:20]
         out_dir = _cache_dir()
-        path = os.path.join(out_dir, f"ash_cpu-{key}.so")
+        path = os.path.join(out_dir, f"ashlib_native-{key}.so")
         if os.path.exists(path):
             return path
         os.makedirs(out_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
         os.close(fd)
-        proc = subprocess.run([cc, *fl, SOURCE, "-o", tmp, "-lm"], capture_output=True, text=True)
+        proc = subprocess.run([cc, *fl, *SOURCES, "-o", tmp, "-lm"], capture_output=True, text=True)
         if proc.returncode == 0:
             os.replace(tmp, path)  # atomic: concurrent builders (test workers) all end with one file
             return path
         os.unlink(tmp)
         errors.append(f"{cc} {' '.join(fl)}: {proc.stderr.strip()[-2000:]}")
-    raise RuntimeError("compiling ashlib/native/ash_cpu.c failed:\n" + "\n".join(errors))
+    raise RuntimeError("compiling ashlib/native/*.c failed:\n" + "\n".join(errors))
 
 
 def library() -> Optional[ctypes.CDLL]:
@@ -122,8 +128,8 @@ def library() -> Optional[ctypes.CDLL]:
             return None
         try:
             lib = ctypes.CDLL(build())
-            for name, (args, res) in _SIGNATURES.items():
-                for suf in ("f32", "bf16"):
+            for name, (args, res, suffixes) in SIGNATURES.items():
+                for suf in suffixes:
                     fn = getattr(lib, f"{name}_{suf}")
                     fn.argtypes, fn.restype = args, res
             _lib = lib

@@ -15,63 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* exp(v) for float32 and v in [-87, 88] (the callers clamp), relative error about 1 ulp, written
- * to vectorise: Cody-Waite reduction v = k ln2 + r, |r| <= ln2/2, a polynomial for exp(r), and
- * 2^k added to the exponent bits. The
- * clamp keeps both exp(v) and 1 + exp(v) normal and finite. */
-#define EXP_LO (-87.0f)
-#define EXP_HI 88.0f
-static inline float exp_f32(float v) {
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float km = fmaf(v, 1.44269504088896341f, magic);
-    float kf = km - magic;
-    float r = fmaf(kf, -0.693145751953125f, v);  /* ln2, high part: kf * it is exact */
-    r = fmaf(kf, -1.428606765330187e-06f, r);    /* ln2, low part */
-    /* degree 6, interpolating exp at the Chebyshev points of [-ln2/2, ln2/2] (relative error
-     * 2.5e-9 in exact arithmetic, 1e-7 in float32; checked in tests/test_native.py) */
-    float p = 1.3941108481958508e-3f;
-    p = fmaf(p, r, 8.37512593716383e-3f);
-    p = fmaf(p, r, 4.166635125875473e-2f);
-    p = fmaf(p, r, 1.6666415333747864e-1f);
-    p = fmaf(p, r, 0.5f);
-    p = fmaf(p, r, 1.0f);
-    p = fmaf(p, r, 1.0f);
-    /* the low bits of km hold k (two's complement): shifted into the exponent field they
-     * multiply p by 2^k; p*2^k stays normal for k in [-126, 127] */
-    union { float f; uint32_t u; } pk, kb;
-    kb.f = km;
-    pk.f = p;
-    pk.u += kb.u << 23;
-    return pk.f;
-}
-
-/* v finite and v <= lim, by the exponent bits: the build assumes finite math
- * (-ffinite-math-only), under which a comparison may not see a nan or an inf */
-static inline int finite_below(double v, double lim) {
-    union { double d; uint64_t u; } b;
-    b.d = v;
-    return (b.u & 0x7FF0000000000000ull) != 0x7FF0000000000000ull && v <= lim;
-}
-
-static inline float clampf(float v, float lo, float hi) {
-    /* in the operand order of the SSE/AVX min and max instructions (fminf and fmaxf differ on
-     * nan and do not vectorise without -ffast-math) */
-    v = v < hi ? v : hi;
-    return v > lo ? v : lo;
-}
-
-static inline float load_f32(const float *p, int64_t i) { return p[i]; }
-static inline void store_f32(float *p, int64_t i, float v) { p[i] = v; }
-static inline float load_bf16(const uint16_t *p, int64_t i) {
-    union { uint32_t u; float f; } v;
-    v.u = (uint32_t)p[i] << 16;
-    return v.f;
-}
-static inline void store_bf16(uint16_t *p, int64_t i, float f) {
-    union { uint32_t u; float f; } v;
-    v.f = f; /* round to nearest even; inputs are finite (the caller checks the range) */
-    p[i] = (uint16_t)((v.u + 0x7FFFu + ((v.u >> 16) & 1u)) >> 16);
-}
+#include "vecmath.h"
 
 /* t = mu + z*sigma (float64) as t_hi + t_lo in float32: x - t_hi is exact near t (Sterbenz),
  * so (x - t_hi) - t_lo is x - t to float32 relative precision even where 2*alpha*|t| is large. */
