@@ -30,38 +30,86 @@ static inline void split_threshold(double t, float *hi, float *lo) {
  * |x - t| <= 2-norm + |t| below FLT_MAX/64, and max|x| below MAXABS (beyond it, x*S(u) can be
  * above 1e-30 where exp(-|u|) leaves the clamped range of exp_f32); else 0. */
 #define MAXABS 6.7108864e7 /* 2^26 */
-#define BLOCK 512 /* elements per float32 partial sum in the backward */
-/* Pass 1 of the backward over one sample (see ash_backward_*): returns the sums R1 = sum x q,
- * R2 = sum x q d and, when leaky, Rl = sum g x S(-u) in out[0..2], and writes the element-wise
- * part of dL/dx, g (ell + c S(u)) + c A x q, to part[] unless part is NULL. Sums run in float32
- * within blocks of BLOCK elements (a handful of terms per vector lane) and in float64 across
- * blocks. `leaky` is a literal at each call, so the compiler builds one loop per case. */
+#define LANES 16 /* float32 lanes of the backward's partial sums (any vector width works) */
+#define GROUP 8  /* terms each lane adds in float32 before going into float64 */
+typedef float vf16 __attribute__((vector_size(LANES * sizeof(float))));
+typedef double vd16 __attribute__((vector_size(LANES * sizeof(double))));
+/* One element of pass 1: w = x g S(u) S(-u) (the terms of R1), w d (R2), g x S(-u) (Rl, leaky
+ * only), and the element-wise part of dL/dx into part[i]. */
+#define BWD_ELEMENT(SUF, i, W1, W2, WL)                                                            \
+    do {                                                                                           \
+        float xv = load_##SUF(xr, i), gv = load_##SUF(gr, i);                                      \
+        float d = (xv - thi) - tlo;                                                                \
+        float e = exp_f32(clampf(-A * d, EXP_LO, EXP_HI));                                         \
+        float s = 1.0f / (1.0f + e);   /* S(u) */                                                  \
+        float sm = e * s;              /* S(-u), not 1 - S(u) */                                   \
+        float gxv = gv * xv;                                                                       \
+        float w = gxv * (sm * s);                                                                  \
+        W1 = w;                                                                                    \
+        W2 = w * d;                                                                                \
+        WL = leaky ? gxv * sm : 0.0f;                                                              \
+        if (part) part[i] = fmaf(gv, leaky ? fmaf(c, s, ell) : s, cA * w);                         \
+    } while (0)
+
+/* Pass 1 of the backward over one sample (see ash_backward_*): the sums R1 = sum x q,
+ * R2 = sum x q d and, when leaky, Rl = sum g x S(-u) into out[0..2], and the element-wise part of
+ * dL/dx, g (ell + c S(u)) + c A x q, into part[] unless part is NULL. Each vector lane adds GROUP
+ * terms in float32, then the lanes go into float64 accumulators, lane by lane (no horizontal sum
+ * in the loop): the sums are about as accurate as float32 products summed in float64 (an omp
+ * simd reduction in float64 costs half as much again, GCC keeping its lanes on the stack).
+ * `leaky` is a literal at each call, so the compiler builds one loop per case. */
 #define DEFINE_PASS1(SUF, T)                                                                       \
 static inline __attribute__((always_inline)) void bwd_pass1_##SUF(                                 \
         int64_t n, const T *xr, const T *gr, float *part, float thi, float tlo, float A, float c,  \
         float ell, int leaky, double out[3]) {                                                     \
     const float cA = c * A;                                                                        \
-    double r1 = 0.0, r2 = 0.0, rl = 0.0;                                                           \
-    for (int64_t i0 = 0; i0 < n; i0 += BLOCK) {                                                    \
-        const int64_t i1 = i0 + BLOCK < n ? i0 + BLOCK : n;                                        \
-        float b1 = 0.0f, b2 = 0.0f, bl = 0.0f;                                                     \
-        _Pragma("omp simd reduction(+:b1,b2,bl)")                                                  \
-        for (int64_t i = i0; i < i1; ++i) {                                                        \
-            float xv = load_##SUF(xr, i), gv = load_##SUF(gr, i);                                  \
-            float d = (xv - thi) - tlo;                                                            \
-            float e = exp_f32(clampf(-A * d, EXP_LO, EXP_HI));                                     \
-            float s = 1.0f / (1.0f + e);   /* S(u) */                                              \
-            float sm = e * s;              /* S(-u), not 1 - S(u) */                               \
-            float gxv = gv * xv;                                                                   \
-            float w = gxv * (sm * s);      /* x g S(u) S(-u) */                                    \
-            b1 += w;                                                                               \
-            b2 += w * d;                                                                           \
-            if (leaky) bl += gxv * sm;                                                             \
-            if (part) part[i] = fmaf(gv, leaky ? fmaf(c, s, ell) : s, cA * w);                     \
+    vd16 d1 = {0}, d2 = {0}, dl = {0};                                                             \
+    for (int64_t i = 0; i < n;) {                                                                  \
+        const int64_t group_end = i + GROUP * LANES < n ? i + GROUP * LANES : n;                   \
+        vf16 a1 = {0}, a2 = {0}, al = {0};                                                         \
+        for (; i + LANES <= group_end; i += LANES) {                                               \
+            float w1[LANES] __attribute__((aligned(64)));                                          \
+            float w2[LANES] __attribute__((aligned(64)));                                          \
+            float wl[LANES] __attribute__((aligned(64)));                                          \
+            _Pragma("omp simd")                                                                    \
+            for (int l = 0; l < LANES; ++l) {                                                      \
+                BWD_ELEMENT(SUF, i + l, w1[l], w2[l], wl[l]);                                      \
+            }                                                                                      \
+            vf16 v1, v2, vl;                                                                       \
+            memcpy(&v1, w1, sizeof v1);                                                            \
+            memcpy(&v2, w2, sizeof v2);                                                            \
+            memcpy(&vl, wl, sizeof vl);                                                            \
+            a1 += v1;                                                                              \
+            a2 += v2;                                                                              \
+            al += vl;                                                                              \
         }                                                                                          \
-        r1 += (double)b1;                                                                          \
-        r2 += (double)b2;                                                                          \
-        rl += (double)bl;                                                                          \
+        if (i < group_end) { /* the sample's last few elements, fewer than LANES, zero-padded */   \
+            const int m = (int)(group_end - i);                                                    \
+            float w1[LANES] __attribute__((aligned(64))) = {0};                                    \
+            float w2[LANES] __attribute__((aligned(64))) = {0};                                    \
+            float wl[LANES] __attribute__((aligned(64))) = {0};                                    \
+            _Pragma("omp simd")                                                                    \
+            for (int l = 0; l < m; ++l) {                                                          \
+                BWD_ELEMENT(SUF, i + l, w1[l], w2[l], wl[l]);                                      \
+            }                                                                                      \
+            vf16 v1, v2, vl;                                                                       \
+            memcpy(&v1, w1, sizeof v1);                                                            \
+            memcpy(&v2, w2, sizeof v2);                                                            \
+            memcpy(&vl, wl, sizeof vl);                                                            \
+            a1 += v1;                                                                              \
+            a2 += v2;                                                                              \
+            al += vl;                                                                              \
+            i = group_end;                                                                         \
+        }                                                                                          \
+        d1 += __builtin_convertvector(a1, vd16);                                                   \
+        d2 += __builtin_convertvector(a2, vd16);                                                   \
+        dl += __builtin_convertvector(al, vd16);                                                   \
+    }                                                                                              \
+    double r1 = 0.0, r2 = 0.0, rl = 0.0;                                                           \
+    for (int l = 0; l < LANES; ++l) {                                                              \
+        r1 += d1[l];                                                                               \
+        r2 += d2[l];                                                                               \
+        rl += dl[l];                                                                               \
     }                                                                                              \
     out[0] = r1;                                                                                   \
     out[1] = r2;                                                                                   \

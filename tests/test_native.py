@@ -1,0 +1,208 @@
+"""The native CPU kernels (ashlib.native, used by ashlib.fused for CPU float32 and bfloat16).
+
+Their results are checked against float64 references (torch's float64 exp, the float64 reference
+ASH) and against the ATen implementation of the same Functions; the accuracy tests of
+tests/test_accuracy.py and tests/test_fused.py (against mpmath and sympy) run through them too,
+since they are the default. Nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import ashlib
+import ashlib.functional as AF
+from ashlib import fused as FU
+from ashlib import native
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="native kernels not built (no C compiler?)")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
+def test_exp_f32_relative_error_over_its_range():
+    """The kernels' own exp against torch's float64 exp, on every float32 step of a dense grid."""
+    x = torch.linspace(-87.0, 88.0, 2_000_001, dtype=torch.float32)
+    y = torch.empty_like(x)
+    native.library().ash_exp_f32(x.numel(), x.data_ptr(), y.data_ptr())
+    ref = torch.exp(x.double())
+    err = ((y.double() - ref) / ref).abs()
+    assert float(err.max()) < 2e-7  # about 1.7 float32 ulps
+    # and at hand-picked points: exact powers of two come out exact
+    pts = torch.tensor([0.0, 0.6931471805599453, -0.6931471805599453, 10 * 0.6931471805599453], dtype=torch.float32)
+    out = torch.empty_like(pts)
+    native.library().ash_exp_f32(pts.numel(), pts.data_ptr(), out.data_ptr())
+    assert abs(float(out[0]) - 1.0) == 0.0
+    assert abs(float(out[1]) / 2.0 - 1.0) < 2e-7 and abs(float(out[2]) / 0.5 - 1.0) < 2e-7
+    assert abs(float(out[3]) / 1024.0 - 1.0) < 2e-7
+
+
+@pytest.mark.parametrize("kind", ["ash", "leaky_ash"])
+@pytest.mark.parametrize("z,a", [(0.0, 1.0), (1.959963984540054, 1e3), (-0.8, 1e-3), (0.4, 30.0)])
+def test_native_float32_against_float64_reference(kind, z, a):
+    g = torch.Generator().manual_seed(0)
+    x64 = torch.randn(5, 3, 17, 13, generator=g, dtype=torch.float64) * 1.7 + 0.3
+    x32 = x64.float()
+    up = torch.randn(x64.shape, generator=g, dtype=torch.float64)
+
+    def run(x, impl, backend=None):
+        xx = x.clone().requires_grad_()
+        zt = torch.tensor(z, dtype=x.dtype, requires_grad=True)
+        at = torch.tensor(a, dtype=x.dtype, requires_grad=True)
+        lt = torch.tensor(0.05, dtype=x.dtype, requires_grad=True)
+        if impl == "fused":
+            y = FU.ash(xx, zt, at, backend=backend) if kind == "ash" else FU.leaky_ash(xx, zt, at, lt, backend=backend)
+        else:
+            y = AF.ash(xx, zt, at, impl="reference") if kind == "ash" else \
+                AF.leaky_ash(xx, zt, at, lt, impl="reference")
+        params = [xx, zt, at] + ([lt] if kind == "leaky_ash" else [])
+        return [y] + list(torch.autograd.grad(y, params, up.to(x.dtype)))
+
+    ours = run(x32, "fused", "native")
+    # the reference at the parameters float32 holds, in float64
+    z, a = float(torch.tensor(z, dtype=torch.float32)), float(torch.tensor(a, dtype=torch.float32))
+    ref = run(x32.double(), "reference")
+    for o, r in zip(ours, ref):
+        assert o.dtype == torch.float32
+        assert _rel(o, r) <= 1e-5
+
+
+def _both_backends(x, z=0.5, a=2.0, kind="ash", threads=None):
+    out = {}
+    for backend in ("native", "aten"):
+        xx = x.clone().requires_grad_()
+        zt = torch.tensor(z, requires_grad=True)
+        at = torch.tensor(a, requires_grad=True)
+        y = FU.ash(xx, zt, at, backend=backend) if kind == "ash" else FU.leaky_ash(xx, zt, at, 0.1, backend=backend)
+        up = torch.linspace(-1, 1, y.numel()).reshape(y.shape).to(y.dtype)
+        out[backend] = [y] + list(torch.autograd.grad(y, (xx, zt, at), up))
+    return out
+
+
+def test_threads_split_samples_without_changing_results():
+    """Samples are split across threads; each is computed exactly as on one thread."""
+    x = torch.randn(16, 8, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert x.numel() >= native.PARALLEL_MIN_ELEMENTS
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _both_backends(x)["native"]
+        torch.set_num_threads(2)
+        two = _both_backends(x)["native"]
+    finally:
+        torch.set_num_threads(old)
+    for a_, b_ in zip(one, two):
+        assert torch.equal(a_, b_)
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (3, 1), (7,), (2, 3, 513), (4, 1030)])
+def test_odd_shapes_match_aten(shape):
+    """Rows shorter than a vector, a single element per sample, tails after the 512-element blocks."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(2)) * 3
+    r = _both_backends(x, kind="leaky_ash")
+    for a_, b_ in zip(r["native"], r["aten"]):
+        assert torch.isfinite(a_).all()
+        assert _rel(a_, b_) <= 2e-6
+
+
+def test_bfloat16_matches_aten_within_one_rounding():
+    x = torch.randn(6, 4, 9, 9, generator=torch.Generator().manual_seed(3)).bfloat16()
+    r = _both_backends(x)
+    eps = torch.finfo(torch.bfloat16).eps
+    y_n, y_a = r["native"][0].float(), r["aten"][0].float()
+    assert r["native"][0].dtype == torch.bfloat16
+    assert float((y_n - y_a).abs().max()) <= eps * float(y_a.abs().max())
+    assert float((r["native"][1].float() - r["aten"][1].float()).abs().max()) <= 2 * eps * float(
+        r["aten"][1].float().abs().max())
+    for a_, b_ in zip(r["native"][2:], r["aten"][2:]):  # z and alpha: float32 parameters, float64 sums
+        assert _rel(a_, b_) <= 1e-5
+
+
+def test_non_contiguous_input_and_expanded_gradient():
+    base = torch.randn(8, 6, 10, generator=torch.Generator().manual_seed(4))
+    x = base.transpose(1, 2)  # not contiguous
+    assert not x.is_contiguous()
+    xa = x.clone().requires_grad_()
+    xr = x.clone().requires_grad_()
+    FU.ash(xa, 0.3, 1.5, backend="native").sum().backward()  # the upstream gradient is an expanded 1
+    AF.ash(xr.double(), 0.3, 1.5, impl="reference").sum().backward()
+    assert _rel(xa.grad, xr.grad) <= 1e-5
+    assert torch.allclose(FU.ash(x, 0.3, 1.5, backend="native"), AF.ash(x, 0.3, 1.5, impl="reference"), rtol=1e-5,
+                          atol=1e-7)
+
+
+def test_inputs_outside_the_fast_range_go_to_the_reference():
+    """nan, inf and |x| >= 2^26 are routed to the reference, which handles them exactly."""
+    for v in (float("nan"), float("inf"), 1e8, -3e30):
+        x = torch.randn(3, 40, generator=torch.Generator().manual_seed(5))
+        x[1, 7] = v
+        xx = x.clone().requires_grad_()
+        y = FU.ash(xx, 0.5, 2.0, backend="native")
+        assert not type(y.grad_fn).__name__.startswith("_FusedASH")
+        assert torch.equal(y, AF.ash(x, 0.5, 2.0, impl="reference"), ) or bool(torch.isnan(y).any())
+    # just below the bound the fast path runs and still agrees with float64
+    x = torch.randn(3, 40, generator=torch.Generator().manual_seed(6)) * 1e7
+    y = FU.ash(x.clone().requires_grad_(), 0.5, 1e-6, backend="native")
+    assert type(y.grad_fn).__name__.startswith("_FusedASH")
+    assert _rel(y, AF.ash(x.double(), 0.5, 1e-6, impl="reference")) <= 1e-5
+
+
+def test_backend_selection_and_errors():
+    assert FU.select_backend(torch.zeros(2, 3)) == "native"
+    assert FU.select_backend(torch.zeros(2, 3, dtype=torch.bfloat16)) == "native"
+    assert FU.select_backend(torch.zeros(2, 3, dtype=torch.float64)) == "aten"
+    assert FU.select_backend(torch.zeros(2, 3, dtype=torch.float16)) == "aten"
+    with pytest.raises(ValueError, match="backend='native'"):
+        FU.ash(torch.zeros(2, 3, dtype=torch.float64), backend="native")
+    with pytest.raises(ValueError, match="not one of"):
+        FU.ash(torch.zeros(2, 3), backend="cuda")
+    with pytest.raises(ValueError, match="triton"):
+        FU.ash(torch.zeros(2, 3), backend="triton")
+    # modules take the default, so a float32 ASH layer runs the kernels
+    y = ashlib.ASH(k=0.3)(torch.randn(2, 4, requires_grad=True))
+    assert type(y.grad_fn).__name__.startswith("_FusedASH")
+
+
+def test_build_is_cached_and_keyed_by_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASHLIB_CACHE_DIR", str(tmp_path))
+    p1 = native.build()
+    p2 = native.build()
+    assert p1 == p2 and os.path.dirname(p1) == str(tmp_path)
+    p3 = native.build(flags=native._FLAGS_PORTABLE)
+    assert p3 != p1 and os.path.exists(p3)
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    e = dict(os.environ, PYTHONPATH=ROOT, **env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=e,
+                          timeout=300)
+
+
+def test_disabled_or_missing_compiler_falls_back_to_aten(tmp_path):
+    code = """
+        import warnings, torch
+        from ashlib import fused as FU
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            b = FU.select_backend(torch.zeros(2, 3))
+            y = FU.ash(torch.linspace(-2, 2, 5))
+        print(b, [str(m.message)[:40] for m in w], round(float(y[-1]), 4))
+    """
+    off = _run(code, ASHLIB_NATIVE="0")
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.startswith("aten []"), off.stdout
+    nocc = _run(code, CC=str(tmp_path / "no-such-cc"), ASHLIB_CACHE_DIR=str(tmp_path / "cache"))
+    assert nocc.returncode == 0, nocc.stderr
+    assert nocc.stdout.startswith("aten ['ashlib: native CPU kernels unavailable"), nocc.stdout
+    assert nocc.stdout.strip().endswith("1.964")  # 2 * S(4): the ATen path computes the same ASH
