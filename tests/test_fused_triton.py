@@ -1,0 +1,237 @@
+"""The Triton kernels (ashlib.fused_triton) against float64 references, in Triton's interpreter.
+
+No GPU is needed or used (none was available where this was written): every test sets
+``TRITON_INTERPRET=1`` (per test, with monkeypatch; ashlib.fused_triton reads it at call time
+and keeps compiled and interpreted kernels apart, so this works under pytest-xdist after other
+modules imported triton), and the kernels run on CPU tensors in Triton's interpreter. That
+checks the kernels' math and indexing. The compiled path is only checked to build for sm_90
+(``test_kernels_compile_for_cuda_sm90``); it is never run here. Skipped when triton is not
+installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ashlib.functional as AF
+from ashlib import fused as FU
+from ashlib import fused_triton as FT
+
+pytest.importorskip("triton")
+
+Z196 = 1.959963984540054
+EPS = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b| (the scale of the reference)."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
+def _rel_elementwise(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-3) -> float:
+    """max relative error over the elements not tiny (|b| > floor * max|b| and |b| >= 1e-30)."""
+    a, b = a.detach().double(), b.detach().double()
+    big = (b.abs() > floor * b.abs().max()) & (b.abs() >= 1e-30)
+    return float(((a - b).abs() / b.abs())[big].max()) if bool(big.any()) else 0.0
+
+
+def _input(shape, seed, dtype=torch.float32):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 + 0.5
+    if shape[1] < 16:  # one clear outlier, so that a short row has an element above z = 1.96 too
+        x[:, 0] += 12.0
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    return x.to(dtype), g.to(dtype)
+
+
+def _stats(x2):
+    mu, sigma, _ = FU._statistics(x2, EPS, FU.DEFAULT_CHUNK_ELEMENTS)
+    return mu, sigma
+
+
+def _reference(x2, g2, z, alpha, ell):
+    """float64 autograd through AF.*(impl="reference") on the upcast input: y, gx, dz, dalpha, dell."""
+    x = x2.double().requires_grad_()
+    zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    at = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
+    if ell is None:
+        params = (zt, at)
+        y = AF.ash(x, zt, at, eps=EPS, impl="reference")
+    else:
+        lt = torch.tensor(ell, dtype=torch.float64, requires_grad=True)
+        params = (zt, at, lt)
+        y = AF.leaky_ash(x, zt, at, lt, eps=EPS, impl="reference")
+    grads = torch.autograd.grad(y, (x,) + params, g2.double())
+    return (y.detach(),) + tuple(grads)
+
+
+def _row_sums64(x2, g2, mu, sigma, z, A):
+    """R1, R2, Rl from their definitions, in float64."""
+    x, g = x2.double(), g2.double()
+    d = x - (mu + z * sigma)
+    u = A * d
+    q = g * torch.sigmoid(u) * torch.sigmoid(-u)
+    return ((x * q).sum(1, keepdim=True), (x * q * d).sum(1, keepdim=True),
+            (g * x * torch.sigmoid(-u)).sum(1, keepdim=True))
+
+
+CASES = [(0.0, 1.0), (0.7, 1.3), (Z196, 1e3), (-0.7, 1e-3)]
+SHAPES = [(3, 1000), (2, 7), (1, 5000)]
+ELLS = [None, 0.05]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("z,alpha", CASES)
+@pytest.mark.parametrize("ell", ELLS, ids=["ash", "leaky_ash"])
+def test_float32_matches_float64_reference(shape, z, alpha, ell):
+    x2, g2 = _input(shape, seed=shape[1] + int(alpha * 10))
+    mu, sigma = _stats(x2)
+    A = 2.0 * alpha
+    c = 1.0 if ell is None else 1.0 - ell
+
+    y = FT.ash_forward(x2, mu + z * sigma, A, ell)
+    gx, R1, R2, Rl = FT.ash_backward(x2, g2, mu, sigma, z, A, ell, True, True, True)
+    y_ref, gx_ref, dz_ref, da_ref, *dl_ref = _reference(x2, g2, z, alpha, ell)
+
+    assert y.dtype == gx.dtype == torch.float32 and y.shape == gx.shape == shape
+    assert R1.dtype == R2.dtype == torch.float64 and R1.shape == R2.shape == (shape[0], 1)
+    assert _rel(y, y_ref) <= 1e-5
+    assert _rel_elementwise(y, y_ref) <= 1e-5
+    assert _rel(gx, gx_ref) <= 1e-5
+    # the parameter gradients the caller forms from the row sums (as in _FusedASHFunction.backward)
+    assert _rel(-(sigma * R1).sum() * (c * A), dz_ref) <= 1e-5
+    assert _rel(R2.sum() * (2.0 * c), da_ref) <= 1e-5
+    R1_64, R2_64, Rl_64 = _row_sums64(x2, g2, mu, sigma, z, A)
+    assert _rel(R1, R1_64) <= 1e-5 and _rel(R2, R2_64) <= 1e-5
+    if ell is None:
+        assert Rl is None
+    else:
+        assert _rel(Rl, Rl_64) <= 1e-5
+        assert _rel(Rl.sum(), dl_ref[0]) <= 1e-5
+
+
+@pytest.mark.parametrize("ell", ELLS, ids=["ash", "leaky_ash"])
+@pytest.mark.parametrize("z,alpha", [(0.7, 1.3), (Z196, 1e3)])
+def test_matches_aten_fused_path(ell, z, alpha):
+    """Same float32 results as ashlib.fused (the ATen implementation) through autograd."""
+    x2, g2 = _input((2, 1500), seed=11)
+    mu, sigma = _stats(x2)
+    zt, at = (torch.tensor(v, requires_grad=True) for v in (z, alpha))
+    z, alpha = float(zt.detach()), float(at.detach())  # exactly the float32 parameters
+    A, c = 2.0 * alpha, (1.0 if ell is None else 1.0 - ell)
+    xr = x2.clone().requires_grad_()
+    if ell is None:
+        params = (zt, at)
+        y_aten = FU.ash(xr, zt, at, eps=EPS)
+    else:
+        params = (zt, at, torch.tensor(ell, requires_grad=True))
+        y_aten = FU.leaky_ash(xr, zt, at, params[2], eps=EPS)
+    gx_aten, dz, da, *dl = torch.autograd.grad(y_aten, (xr,) + params, g2)
+
+    y = FT.ash_forward(x2, mu + z * sigma, A, ell)
+    gx, R1, R2, Rl = FT.ash_backward(x2, g2, mu, sigma, z, A, ell, True, True, True)
+    assert _rel(y, y_aten) <= 1e-6 and _rel(gx, gx_aten) <= 1e-6
+    assert _rel(-(sigma * R1).sum() * (c * A), dz) <= 1e-6
+    assert _rel(R2.sum() * (2.0 * c), da) <= 1e-6
+    if ell is not None:
+        assert _rel(Rl.sum(), dl[0]) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("ell", ELLS, ids=["ash", "leaky_ash"])
+def test_half_precision_storage(dtype, ell):
+    """Half inputs computed in float32, stored once rounded: within a couple of ulps of float64."""
+    x2, g2 = _input((2, 300), seed=5, dtype=dtype)
+    mu, sigma = _stats(x2)
+    z, alpha = 0.5, 2.0
+    y = FT.ash_forward(x2, mu + z * sigma, 2 * alpha, ell)
+    gx, R1, _, _ = FT.ash_backward(x2, g2, mu, sigma, z, 2 * alpha, ell, True, False, False)
+    y_ref, gx_ref, *_ = _reference(x2, g2, z, alpha, ell)
+    eps = torch.finfo(dtype).eps
+    assert y.dtype == gx.dtype == dtype and R1.dtype == torch.float64
+    # one rounding to the half dtype (the interpreter truncates bfloat16: up to one ulp)
+    assert _rel(y, y_ref) <= 2 * eps
+    assert _rel(gx, gx_ref) <= 4 * eps
+
+
+def test_flags_select_outputs():
+    x2, g2 = _input((2, 7), seed=3)
+    mu, sigma = _stats(x2)
+    full = FT.ash_backward(x2, g2, mu, sigma, 0.3, 2.0, 0.1, True, True, True)
+    gx, R1, R2, Rl = FT.ash_backward(x2, g2, mu, sigma, 0.3, 2.0, 0.1, False, False, False)
+    assert gx is None and R2 is None and Rl is None
+    assert torch.equal(R1, full[1])
+    # need_l without a slope (ASH) has nothing to return
+    assert FT.ash_backward(x2, g2, mu, sigma, 0.3, 2.0, None, False, False, True)[3] is None
+    # a non-contiguous upstream gradient gives the same result
+    g_nc = g2.t().contiguous().t()
+    assert not g_nc.is_contiguous()
+    gx_nc = FT.ash_backward(x2, g_nc, mu, sigma, 0.3, 2.0, 0.1, True, False, False)[0]
+    assert torch.equal(gx_nc, full[0])
+
+
+def test_available(monkeypatch):
+    x = torch.zeros(2, 3)
+    assert FT.available(x)
+    assert not FT.available(x.double())  # the kernels compute in float32: float64 stays with torch
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert not FT.available(x)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not FT.available(x)
+
+
+def test_ashlib_does_not_import_triton():
+    code = ("import sys, torch, ashlib, ashlib.fused, ashlib.fused_triton as FT\n"
+            "assert 'triton' not in sys.modules, 'triton imported'\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+                                        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def _signature(kernel, dtype: str):
+    """Triton signature of one of our kernels for storage dtype `dtype` (names follow a convention)."""
+    sig = {}
+    for name in kernel.arg_names:
+        if name.isupper():
+            sig[name] = "constexpr"
+        elif name in ("x_ptr", "y_ptr", "g_ptr", "gx_ptr"):
+            sig[name] = "*" + dtype
+        elif name in ("p1_ptr", "p2_ptr", "pl_ptr"):
+            sig[name] = "*fp64"
+        elif name.endswith("_ptr"):
+            sig[name] = "*fp32"
+        else:
+            sig[name] = "i32" if name in ("n", "nb") else "fp32"
+    return sig
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_kernels_compile_for_cuda_sm90(dtype, monkeypatch, tmp_path):
+    """The compiled path (which the interpreter never runs: libdevice, constexpr branches) builds
+    PTX and a cubin for an H100 (sm_90) with triton's bundled ptxas; no GPU is needed or used."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    if "nvidia" not in getattr(triton.backends, "backends", {}):
+        pytest.skip("triton has no NVIDIA backend")
+    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    for kernel in FT._kernels(False):
+        flags = [a for a in kernel.arg_names if a.isupper() and a not in ("INTERPRET", "BLOCK")]
+        for on in (False, True):
+            const = {"INTERPRET": False, "BLOCK": 1024, **{f: on for f in flags}}
+            src = triton.compiler.ASTSource(fn=kernel, signature=_signature(kernel, dtype), constexprs=const)
+            compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+            assert "cubin" in compiled.asm and ".entry" in compiled.asm["ptx"]
