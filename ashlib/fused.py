@@ -168,7 +168,8 @@ def _native_lib(x: Tensor):
 
 
 def _triton_ok(x: Tensor) -> bool:
-    if not x.is_cuda or torch.compiler.is_compiling():
+    """CUDA tensors with Triton installed (CPU tensors too under TRITON_INTERPRET=1, for tests)."""
+    if torch.compiler.is_compiling():
         return False
     try:
         from ashlib import fused_triton
@@ -193,7 +194,8 @@ def select_backend(x: Tensor, backend: Optional[str] = None) -> str:
         raise ValueError("backend='native' needs a CPU float32 or bfloat16 tensor and the compiled kernels "
                          "(see ashlib.native); got " f"{x.device.type} {x.dtype}")
     if backend == "triton" and not _triton_ok(x):
-        raise ValueError("backend='triton' needs a CUDA tensor and Triton installed (or TRITON_INTERPRET=1)")
+        raise ValueError("backend='triton' needs a CUDA float32/bfloat16/float16 tensor and Triton installed "
+                         "(or TRITON_INTERPRET=1 for its interpreter on the CPU)")
     return backend
 
 

@@ -235,3 +235,29 @@ def test_kernels_compile_for_cuda_sm90(dtype, monkeypatch, tmp_path):
             src = triton.compiler.ASTSource(fn=kernel, signature=_signature(kernel, dtype), constexprs=const)
             compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32))
             assert "cubin" in compiled.asm and ".entry" in compiled.asm["ptx"]
+
+
+@pytest.mark.parametrize("kind", ["ash", "leaky_ash"])
+def test_fused_function_with_triton_backend_matches_reference(kind):
+    """ashlib.fused's autograd Function end to end on the Triton kernels (interpreter): the
+    statistics, the parameter gradients assembled from the row sums, the reshaping."""
+    x = torch.randn(3, 2, 5, 7, generator=torch.Generator().manual_seed(0)) * 1.5 + 0.2
+    up = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    out = {}
+    for impl in ("triton", "reference"):
+        dt = torch.float32 if impl == "triton" else torch.float64
+        xx = x.to(dt).requires_grad_()
+        zt = torch.tensor(0.6, dtype=dt, requires_grad=True)
+        at = torch.tensor(1.7, dtype=dt, requires_grad=True)
+        lt = torch.tensor(0.05, dtype=dt, requires_grad=True)
+        params = (xx, zt, at) + ((lt,) if kind == "leaky_ash" else ())
+        if impl == "triton":
+            y = FU.ash(xx, zt, at, backend="triton") if kind == "ash" else FU.leaky_ash(xx, zt, at, lt, backend="triton")
+            assert type(y.grad_fn).__name__.startswith("_FusedASH")
+        else:
+            y = AF.ash(xx, zt, at, impl="reference") if kind == "ash" else \
+                AF.leaky_ash(xx, zt, at, lt, impl="reference")
+        out[impl] = (y,) + torch.autograd.grad(y, params, up.to(dt))
+    for a, b in zip(out["triton"], out["reference"]):
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        assert _rel(a, b) <= 1e-5
