@@ -45,7 +45,11 @@ def check_positive(name: str, value) -> None:
     if _is_number(value):
         ok = value > 0 and math.isfinite(value)
     elif isinstance(value, Tensor) and not _compiling() and value.device.type == "cpu":
-        ok = bool(torch.all(value > 0)) and bool(torch.all(torch.isfinite(value)))
+        if value.numel() == 1:  # the common case (a module's alpha): one float, no tensor ops
+            v = value.item()
+            ok = v > 0 and math.isfinite(v)
+        else:
+            ok = bool(torch.all(value > 0)) and bool(torch.all(torch.isfinite(value)))
     else:  # a CUDA tensor: checking would synchronise the device on every call
         return
     if not ok:

@@ -92,7 +92,7 @@ def _both_backends(x, z=0.5, a=2.0, kind="ash", threads=None):
 
 def test_threads_split_samples_without_changing_results():
     """Samples are split across threads; each is computed exactly as on one thread."""
-    x = torch.randn(16, 8, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(16, 8, 64, 64, generator=torch.Generator().manual_seed(1))
     assert x.numel() >= native.PARALLEL_MIN_ELEMENTS
     old = torch.get_num_threads()
     try:

@@ -154,8 +154,9 @@ def _executor(n: int) -> ThreadPoolExecutor:
     return _pool
 
 
-#: Below this many elements a call runs on the calling thread only.
-PARALLEL_MIN_ELEMENTS = 1 << 16
+#: Below this many elements a call runs on the calling thread only: handing work to the pool
+#: costs tens of microseconds, more than the kernels take on smaller tensors.
+PARALLEL_MIN_ELEMENTS = 1 << 19
 
 
 def parallel_rows(rows: int, n: int, call: Callable[[int, int], object]) -> list:
