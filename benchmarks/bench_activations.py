@@ -1,5 +1,10 @@
 """ASH, adaptive Gumbel, adaptive ReLU and Swish against PyTorch's own activations, measured in one run.
 
+"ash (fused)" is what ashlib.functional.ash runs by default: the C kernels of ashlib.native on a
+CPU (float32, bfloat16), Triton on CUDA when it is installed; "ash (fused, aten)" is the same
+autograd Function on chunked ATen ops (what runs for float64, float16 and under torch.compile).
+The JSON records which backend the default took for each shape and dtype.
+
 Adaptive Gumbel / adaptive ReLU (one trainable alpha per channel) and Swish (trainable beta) run
 both as the fused float32-native Functions (ashlib.fused_elementwise) and the float64 reference.
 
@@ -61,6 +66,7 @@ def ops(device: str, channels: int = 1) -> Dict[str, Callable]:
         "relu": F.relu,
         "silu": F.silu,
         "ash (fused)": lambda x: AF.ash(x, z, a),
+        "ash (fused, aten)": lambda x: FU.ash(x, z, a, backend="aten"),
         "ash (reference)": lambda x: AF.ash(x, z, a, impl="reference"),
         "leaky_ash (fused)": lambda x: AF.leaky_ash(x, z, a, 0.01),
         "topk_ash (topk+scatter)": lambda x: AF.topk_ash(x, K),
@@ -263,8 +269,10 @@ def main(argv=None) -> dict:
             slow = {k for k in fns if k.endswith("(reference)")}
             t = time_ops(fns, x, reps, device, slow)
             mem = {k: (saved_bytes(f, x), peak_bytes(f, x)) for k, f in fns.items()}
+            backend = FU.select_backend(x)
             for k in fns:
                 row = {"shape": sname, "dims": list(SHAPES[sname]), "dtype": dname, "op": k,
+                       "backend": backend if k in ("ash (fused)", "leaky_ash (fused)") else None,
                        "fwd_s": t[k]["fwd"], "fwdbwd_s": t[k]["fwdbwd"],
                        "fwd_vs_silu": t[k]["fwd"] / t["silu"]["fwd"],
                        "fwdbwd_vs_silu": t[k]["fwdbwd"] / t["silu"]["fwdbwd"],
