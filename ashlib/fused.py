@@ -204,26 +204,21 @@ def _ptr_rows(t: Tensor, r0: int) -> int:
     return t.data_ptr() + r0 * t.stride(0) * t.element_size()
 
 
-def _native_statistics(lib, x2: Tensor, eps: float, zf: float) -> Tuple[Tensor, Tensor, bool]:
-    """Per-sample mean and sigma (float64, (N, 1)) and the range check, in the C kernels."""
+def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
+                    lf: Optional[float]) -> Tuple[Tensor, Tensor, Tensor, bool]:
+    """(y, mu, sigma, ok) from the C kernels: each sample's statistics (float64, (N, 1)) and,
+    while it is in cache, its output; ok is False when some sample fails the range check
+    (y is then incomplete and the caller uses the reference)."""
     from ashlib.native import parallel_rows
     rows, n = x2.shape
     mu = torch.empty(rows, 1, dtype=torch.float64)
     sigma = torch.empty_like(mu)
-    fn = getattr(lib, "ash_stats_" + _NATIVE_DTYPES[x2.dtype])
-    ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), eps, zf, _CANCELLATION_RATIO,
-                                                  _ptr_rows(mu, r0), _ptr_rows(sigma, r0)))
-    return mu, sigma, all(ok)
-
-
-def _native_forward(lib, x2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float]) -> Tensor:
-    from ashlib.native import parallel_rows
-    rows, n = x2.shape
     y = torch.empty_like(x2)
     fn = getattr(lib, "ash_forward_" + _NATIVE_DTYPES[x2.dtype])
-    parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(y, r0), _ptr_rows(mu, r0),
-                                             _ptr_rows(sigma, r0), zf, A, 0.0 if lf is None else lf))
-    return y
+    ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(y, r0), eps, zf,
+                                                  _CANCELLATION_RATIO, A, 0.0 if lf is None else lf,
+                                                  _ptr_rows(mu, r0), _ptr_rows(sigma, r0)))
+    return y, mu, sigma, all(ok)
 
 
 def _native_backward(lib, x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float,
@@ -335,10 +330,10 @@ class _FusedASHFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, z, alpha, slope, mu: Tensor, sigma: Tensor, zf: float, af: float,
-                lf: Optional[float], chunk_elements: int, backend: str) -> Tensor:
+                lf: Optional[float], chunk_elements: int, backend: str, out: Optional[Tensor]) -> Tensor:
         A = 2.0 * af
-        if backend == "native":
-            out = _native_forward(_native_lib(x), _rows(x), mu, sigma, zf, A, lf)
+        if out is not None:
+            pass  # the native kernels computed it with the statistics (see _fused)
         elif backend == "triton":
             from ashlib import fused_triton
             out = fused_triton.ash_forward(_rows(x), mu + zf * sigma, A, lf)
@@ -369,7 +364,7 @@ class _FusedASHFunction(torch.autograd.Function):
         else:
             gx, R1_all, R2_all, Rl_all = _aten_backward(x, grad, mu, sigma, zf, A, lf, need_x, need_w, need_a,
                                                         need_l, chunk_elements)
-        grads = [None] * 11
+        grads = [None] * 12
         if need_x:
             grads[0] = gx.reshape(x.shape).to(x.dtype)
 
@@ -396,19 +391,21 @@ def _fused(x: Tensor, z, alpha, slope, dim, eps: float, chunk_elements: int,
     lf = None if slope is None else _scalar_value(slope)
     if backend != "aten" and not x.is_contiguous():
         x = x.contiguous()
+    out = None
     with torch.no_grad():
         if backend == "native":
             if not (math.isfinite(zf) and math.isfinite(af) and eps >= math.sqrt(torch.finfo(torch.float32).tiny)):
                 return None
-            mu, sigma, ok = _native_statistics(_native_lib(x), _rows(x.detach()), eps, zf)
+            y2, mu, sigma, ok = _native_forward(_native_lib(x), _rows(x.detach()), eps, zf, 2.0 * af, lf)
             if not ok:
                 return None
+            out = y2.reshape(x.shape)
         else:
             x2 = _rows(x.detach())
             mu, sigma, norm = _statistics(x2, eps, chunk_elements)
             if not _range_ok(x2, mu, sigma, norm, zf, af, eps):
                 return None
-    return _FusedASHFunction.apply(x, z, alpha, slope, mu, sigma, zf, af, lf, chunk_elements, backend)
+    return _FusedASHFunction.apply(x, z, alpha, slope, mu, sigma, zf, af, lf, chunk_elements, backend, out)
 
 
 def _check_eps(eps) -> None:

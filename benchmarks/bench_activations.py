@@ -24,6 +24,7 @@ Numbers vary from run to run and machine to machine; only ratios taken in the sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -129,6 +130,25 @@ def saved_bytes(f: Callable, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (the profiler's C++ side logs every start and stop there)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_bytes(f: Callable, x: torch.Tensor) -> int:
     """Peak of bytes allocated (net of frees) during forward+backward, from the profiler's events.
 
@@ -139,7 +159,7 @@ def peak_bytes(f: Callable, x: torch.Tensor) -> int:
     xx = x.detach().requires_grad_()
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if x.is_cuda else [])
-    with profile(activities=acts, profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=acts, profile_memory=True) as prof:
         f(xx).backward(g)
     evs = sorted(prof.events(), key=lambda e: e.time_range.start)
     cur = peak = 0

@@ -51,8 +51,7 @@ _pool_size = 0
 _i64, _f32, _f64, _p = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
 #: ctypes signatures: name -> (argument types, result type, dtype suffixes the C code defines)
 SIGNATURES = {
-    "ash_stats": ([_i64, _i64, _p, _f64, _f64, _f64, _p, _p], ctypes.c_int, ("f32", "bf16")),
-    "ash_forward": ([_i64, _i64, _p, _p, _p, _p, _f64, _f32, _f32], None, ("f32", "bf16")),
+    "ash_forward": ([_i64, _i64, _p, _p, _f64, _f64, _f64, _f32, _f32, _p, _p], ctypes.c_int, ("f32", "bf16")),
     "ash_backward": ([_i64, _i64, _p, _p, _p, _p, _p, _f64, _f32, _f32, _p, _p, _p], ctypes.c_int, ("f32", "bf16")),
     "ash_exp": ([_i64, _p, _p], None, ("f32",)),
 }

@@ -24,11 +24,12 @@ static inline void split_threshold(double t, float *hi, float *lo) {
     *lo = (float)(t - (double)*hi);
 }
 
-/* Per-sample mean and sigma = sqrt(Var + eps) in float64: one pass for the sum and the sum of
- * squares, a second (centered) pass only for samples where E[x^2] - mu^2 would cancel (mu^2 >
- * ratio * Var). Returns 1 when the float32 fast path is accurate for every sample: no inf or nan,
- * |x - t| <= 2-norm + |t| below FLT_MAX/64, and max|x| below MAXABS (beyond it, x*S(u) can be
- * above 1e-30 where exp(-|u|) leaves the clamped range of exp_f32); else 0. */
+/* The statistics in ash_forward_*: per-sample mean and sigma = sqrt(Var + eps) in float64, one
+ * pass for the sum and the sum of squares, a second (centered) pass only for samples where
+ * E[x^2] - mu^2 would cancel (mu^2 > ratio * Var). A sample passes the range check when the
+ * float32 fast path is accurate for it: no inf or nan, |x - t| <= 2-norm + |t| below
+ * FLT_MAX/64, and max|x| below MAXABS (beyond it, x*S(u) can be above 1e-30 where exp(-u)
+ * leaves the clamped range of exp_f32). */
 #define MAXABS 6.7108864e7 /* 2^26 */
 #define LANES 16 /* float32 lanes of the backward's partial sums (any vector width works) */
 #define GROUP 8  /* terms each lane adds in float32 before going into float64 */
@@ -120,8 +121,26 @@ DEFINE_PASS1(f32, float)
 DEFINE_PASS1(bf16, uint16_t)
 
 #define DEFINE_KERNELS(SUF, T)                                                                     \
-int ash_stats_##SUF(int64_t rows, int64_t n, const T *x, double eps, double z, double ratio,       \
-                    double *mu, double *sigma) {                                                   \
+/* y = x*(ell + c*S(u)) over one sample, u = A(x - t), c = 1 - ell; ASH is ell = 0.                \
+ * S(u) = 1/(1 + e), e = exp(-u): relative accuracy in both tails, no cancellation. */             \
+static inline __attribute__((always_inline)) void fwd_row_##SUF(int64_t n, const T *xr, T *yr,     \
+                                                                double t, float A, float ell) {    \
+    const float c = 1.0f - ell;                                                                    \
+    float thi, tlo;                                                                                \
+    split_threshold(t, &thi, &tlo);                                                                \
+    _Pragma("omp simd")                                                                            \
+    for (int64_t i = 0; i < n; ++i) {                                                              \
+        float xv = load_##SUF(xr, i);                                                              \
+        float e = exp_f32(clampf(-A * ((xv - thi) - tlo), EXP_LO, EXP_HI));                        \
+        float s = 1.0f / (1.0f + e);                                                               \
+        store_##SUF(yr, i, xv * fmaf(c, s, ell));                                                  \
+    }                                                                                              \
+}                                                                                                  \
+/* The forward: per sample, the statistics (mu, sigma into mu[], sigma[]) and, while the sample    \
+ * is in cache, y (skipped when y is NULL or the sample fails the range check). Returns 1 when     \
+ * every sample passed, else 0 (the caller then discards y and uses the reference). */             \
+int ash_forward_##SUF(int64_t rows, int64_t n, const T *x, T *y, double eps, double z, double ratio,\
+                      float A, float ell, double *mu, double *sigma) {                             \
     int ok = 1;                                                                                    \
     for (int64_t r = 0; r < rows; ++r) {                                                           \
         const T *xr = x + r * n;                                                                   \
@@ -149,30 +168,15 @@ int ash_stats_##SUF(int64_t rows, int64_t n, const T *x, double eps, double z, d
         }                                                                                          \
         double s = sqrt(var + eps);                                                                \
         double bound = sqrt(b) + fabs(m + z * s);                                                  \
-        if (!finite_below(bound, (double)FLT_MAX / 64.0) || !finite_below(mx, MAXABS)) ok = 0;     \
         mu[r] = m;                                                                                 \
         sigma[r] = s;                                                                              \
+        if (!finite_below(bound, (double)FLT_MAX / 64.0) || !finite_below(mx, MAXABS)) {           \
+            ok = 0;                                                                                \
+            continue;                                                                              \
+        }                                                                                          \
+        if (y) fwd_row_##SUF(n, xr, y + r * n, m + z * s, A, ell);                                 \
     }                                                                                              \
     return ok;                                                                                     \
-}                                                                                                  \
-/* y = x*(ell + c*S(u)), u = A(x - t), t = mu + z*sigma, c = 1 - ell; ASH is ell = 0.              \
- * S(u) = 1/(1 + e), e = exp(-u): relative accuracy in both tails, no cancellation. */             \
-void ash_forward_##SUF(int64_t rows, int64_t n, const T *x, T *y, const double *mu,                \
-                       const double *sigma, double z, float A, float ell) {                        \
-    const float c = 1.0f - ell;                                                                    \
-    for (int64_t r = 0; r < rows; ++r) {                                                           \
-        const T *xr = x + r * n;                                                                   \
-        T *yr = y + r * n;                                                                         \
-        float thi, tlo;                                                                            \
-        split_threshold(mu[r] + z * sigma[r], &thi, &tlo);                                         \
-        _Pragma("omp simd")                                                                        \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
-            float xv = load_##SUF(xr, i);                                                          \
-            float e = exp_f32(clampf(-A * ((xv - thi) - tlo), EXP_LO, EXP_HI));                    \
-            float s = 1.0f / (1.0f + e);                                                           \
-            store_##SUF(yr, i, xv * fmaf(c, s, ell));                                              \
-        }                                                                                          \
-    }                                                                                              \
 }                                                                                                  \
 /* Backward, two passes per sample: pass 1 (bwd_pass1_*) gives the sums R1, R2, Rl and the         \
  * element-wise part of dL/dx (in gx itself for float32, else in a float32 row buffer); pass 2     \
