@@ -183,10 +183,10 @@ def test_build_is_cached_and_keyed_by_flags(tmp_path, monkeypatch):
     assert p3 != p1 and os.path.exists(p3)
 
 
-def _run(code: str, **env) -> subprocess.CompletedProcess:
+def _run(code: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
     e = dict(os.environ, PYTHONPATH=ROOT, **env)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=e,
-                          timeout=300)
+                          timeout=timeout)
 
 
 def test_disabled_or_missing_compiler_falls_back_to_aten(tmp_path):
@@ -206,3 +206,24 @@ def test_disabled_or_missing_compiler_falls_back_to_aten(tmp_path):
     assert nocc.returncode == 0, nocc.stderr
     assert nocc.stdout.startswith("aten ['ashlib: native CPU kernels unavailable"), nocc.stdout
     assert nocc.stdout.strip().endswith("1.964")  # 2 * S(4): the ATen path computes the same ASH
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_thread_pool_survives_fork():
+    """A child forked after the parent used the thread pool gets a working pool of its own."""
+    code = """
+        import os, torch
+        from ashlib import fused as FU
+        torch.set_num_threads(2)
+        x = torch.randn(16, 8, 64, 64)
+        y = FU.ash(x, 0.3, 1.0, backend="native")  # the parent's pool is used here
+        pid = os.fork()
+        if pid == 0:
+            ok = torch.equal(FU.ash(x, 0.3, 1.0, backend="native"), y)
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """
+    res = _run(code, timeout=120)  # a child stuck on the parent's dead pool threads would hang
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "child exit 0"
