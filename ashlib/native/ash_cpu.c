@@ -52,6 +52,26 @@ typedef double vd16 __attribute__((vector_size(LANES * sizeof(double))));
         if (part) part[i] = fmaf(gv, leaky ? fmaf(c, s, ell) : s, cA * w);                         \
     } while (0)
 
+/* COUNT (<= LANES) elements from i on into the lane sums a1, a2, al; INIT is empty or "= {0}"
+ * (zero padding when COUNT < LANES). */
+#define BWD_STEP(SUF, COUNT, INIT)                                                                 \
+    do {                                                                                           \
+        float w1[LANES] __attribute__((aligned(64))) INIT;                                         \
+        float w2[LANES] __attribute__((aligned(64))) INIT;                                         \
+        float wl[LANES] __attribute__((aligned(64))) INIT;                                         \
+        _Pragma("omp simd")                                                                        \
+        for (int l = 0; l < (COUNT); ++l) {                                                        \
+            BWD_ELEMENT(SUF, i + l, w1[l], w2[l], wl[l]);                                          \
+        }                                                                                          \
+        vf16 v1, v2, vl;                                                                           \
+        memcpy(&v1, w1, sizeof v1);                                                                \
+        memcpy(&v2, w2, sizeof v2);                                                                \
+        memcpy(&vl, wl, sizeof vl);                                                                \
+        a1 += v1;                                                                                  \
+        a2 += v2;                                                                                  \
+        al += vl;                                                                                  \
+    } while (0)
+
 /* Pass 1 of the backward over one sample (see ash_backward_*): the sums R1 = sum x q,
  * R2 = sum x q d and, when leaky, Rl = sum g x S(-u) into out[0..2], and the element-wise part of
  * dL/dx, g (ell + c S(u)) + c A x q, into part[] unless part is NULL. Each vector lane adds GROUP
@@ -69,37 +89,11 @@ static inline __attribute__((always_inline)) void bwd_pass1_##SUF(              
         const int64_t group_end = i + GROUP * LANES < n ? i + GROUP * LANES : n;                   \
         vf16 a1 = {0}, a2 = {0}, al = {0};                                                         \
         for (; i + LANES <= group_end; i += LANES) {                                               \
-            float w1[LANES] __attribute__((aligned(64)));                                          \
-            float w2[LANES] __attribute__((aligned(64)));                                          \
-            float wl[LANES] __attribute__((aligned(64)));                                          \
-            _Pragma("omp simd")                                                                    \
-            for (int l = 0; l < LANES; ++l) {                                                      \
-                BWD_ELEMENT(SUF, i + l, w1[l], w2[l], wl[l]);                                      \
-            }                                                                                      \
-            vf16 v1, v2, vl;                                                                       \
-            memcpy(&v1, w1, sizeof v1);                                                            \
-            memcpy(&v2, w2, sizeof v2);                                                            \
-            memcpy(&vl, wl, sizeof vl);                                                            \
-            a1 += v1;                                                                              \
-            a2 += v2;                                                                              \
-            al += vl;                                                                              \
+            BWD_STEP(SUF, LANES, );                                                                \
         }                                                                                          \
         if (i < group_end) { /* the sample's last few elements, fewer than LANES, zero-padded */   \
             const int m = (int)(group_end - i);                                                    \
-            float w1[LANES] __attribute__((aligned(64))) = {0};                                    \
-            float w2[LANES] __attribute__((aligned(64))) = {0};                                    \
-            float wl[LANES] __attribute__((aligned(64))) = {0};                                    \
-            _Pragma("omp simd")                                                                    \
-            for (int l = 0; l < m; ++l) {                                                          \
-                BWD_ELEMENT(SUF, i + l, w1[l], w2[l], wl[l]);                                      \
-            }                                                                                      \
-            vf16 v1, v2, vl;                                                                       \
-            memcpy(&v1, w1, sizeof v1);                                                            \
-            memcpy(&v2, w2, sizeof v2);                                                            \
-            memcpy(&vl, wl, sizeof vl);                                                            \
-            a1 += v1;                                                                              \
-            a2 += v2;                                                                              \
-            al += vl;                                                                              \
+            BWD_STEP(SUF, m, = {0});                                                               \
             i = group_end;                                                                         \
         }                                                                                          \
         d1 += __builtin_convertvector(a1, vd16);                                                   \
