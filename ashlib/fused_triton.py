@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import types
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -110,13 +111,8 @@ def _add_combine(a, b):  # combine function of the row sums (see _kernels)
     return a + b
 
 
-def _ash_fwd_kernel(x_ptr, y_ptr, thi_ptr, tlo_ptr, n, nb, A, ell, c,
-                    LEAKY: tl.constexpr, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    row = pid // nb
-    cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
-    mask = cols < n
-    offs = row * n + cols
+def _gate_parts(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET: tl.constexpr):
+    """x, d = x - t, u = A d, e = exp(-|u|) and r = 1/(1 + e) for one tile (S(u) is r or e r)."""
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = (x - tl.load(thi_ptr + row)) - tl.load(tlo_ptr + row)
     u = A * d
@@ -125,6 +121,17 @@ def _ash_fwd_kernel(x_ptr, y_ptr, thi_ptr, tlo_ptr, n, nb, A, ell, c,
     else:  # libdevice expf (a few ulp); tl.exp is ex2.approx(u*log2(e)), off by ~|u|*6e-8 in the tails
         e = libdevice.exp(-tl.abs(u))
     r = tl.div_rn(1.0, 1.0 + e)  # IEEE division ('/' is div.full.f32 on NVIDIA)
+    return x, d, u, e, r
+
+
+def _ash_fwd_kernel(x_ptr, y_ptr, thi_ptr, tlo_ptr, n, nb, A, ell, c,
+                    LEAKY: tl.constexpr, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // nb
+    cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < n
+    offs = row * n + cols
+    x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET)
     y = x * tl.where(u >= 0, r, e * r)  # x*S(u)
     if LEAKY:
         y = ell * x + c * y
@@ -139,15 +146,8 @@ def _ash_bwd_reduce_kernel(x_ptr, g_ptr, thi_ptr, tlo_ptr, p1_ptr, p2_ptr, pl_pt
     cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < n
     offs = row * n + cols
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    d = (x - tl.load(thi_ptr + row)) - tl.load(tlo_ptr + row)
-    u = A * d
-    if INTERPRET:  # the interpreter has no libdevice
-        e = tl.exp(-tl.abs(u))
-    else:  # libdevice expf (a few ulp); tl.exp is ex2.approx(u*log2(e)), off by ~|u|*6e-8 in the tails
-        e = libdevice.exp(-tl.abs(u))
-    r = tl.div_rn(1.0, 1.0 + e)  # IEEE division ('/' is div.full.f32 on NVIDIA)
     w = x * (g * (e * r * r))  # x*q, q = g*S(u)*S(-u)
     tl.store(p1_ptr + pid, tl.reduce(w.to(tl.float64), 0, _add))
     if NEED_A:
@@ -164,15 +164,8 @@ def _ash_bwd_grad_kernel(x_ptr, g_ptr, gx_ptr, thi_ptr, tlo_ptr, k0_ptr, k1_ptr,
     cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < n
     offs = row * n + cols
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    d = (x - tl.load(thi_ptr + row)) - tl.load(tlo_ptr + row)
-    u = A * d
-    if INTERPRET:  # the interpreter has no libdevice
-        e = tl.exp(-tl.abs(u))
-    else:  # libdevice expf (a few ulp); tl.exp is ex2.approx(u*log2(e)), off by ~|u|*6e-8 in the tails
-        e = libdevice.exp(-tl.abs(u))
-    r = tl.div_rn(1.0, 1.0 + e)  # IEEE division ('/' is div.full.f32 on NVIDIA)
     gs = g * tl.where(u >= 0, r, e * r)  # g*S(u)
     q = g * (e * r * r)
     if LEAKY:
@@ -222,7 +215,11 @@ def _kernels(mode: bool) -> Tuple:
         tl, libdevice = _tl, _libdevice
         if _add is None:
             _add = _jit(_add_combine, False)
-        ks = tuple(_jit(f, mode) for f in (_ash_fwd_kernel, _ash_bwd_reduce_kernel, _ash_bwd_grad_kernel))
+        # each mode's kernels call that mode's _gate: copies of the kernel functions whose globals
+        # bind it (the interpreter cannot call a helper jitted in compiled mode, nor the reverse)
+        env = dict(globals(), _gate=_jit(_gate_parts, mode))
+        ks = tuple(_jit(types.FunctionType(f.__code__, env, f.__name__, f.__defaults__, f.__closure__), mode)
+                   for f in (_ash_fwd_kernel, _ash_bwd_reduce_kernel, _ash_bwd_grad_kernel))
         _KERNELS[mode] = ks
     return ks
 
