@@ -111,8 +111,14 @@ def _add_combine(a, b):  # combine function of the row sums (see _kernels)
     return a + b
 
 
-def _gate_parts(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET: tl.constexpr):
-    """x, d = x - t, u = A d, e = exp(-|u|) and r = 1/(1 + e) for one tile (S(u) is r or e r)."""
+def _gate_parts(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's tile (pid -> row, offsets, mask) and its x, d = x - t, u = A d,
+    e = exp(-|u|) and r = 1/(1 + e) (S(u) is r or e r)."""
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // nb
+    cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < n
+    offs = row * n + cols
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = (x - tl.load(thi_ptr + row)) - tl.load(tlo_ptr + row)
     u = A * d
@@ -121,17 +127,12 @@ def _gate_parts(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET: tl.const
     else:  # libdevice expf (a few ulp); tl.exp is ex2.approx(u*log2(e)), off by ~|u|*6e-8 in the tails
         e = libdevice.exp(-tl.abs(u))
     r = tl.div_rn(1.0, 1.0 + e)  # IEEE division ('/' is div.full.f32 on NVIDIA)
-    return x, d, u, e, r
+    return pid, row, offs, mask, x, d, u, e, r
 
 
 def _ash_fwd_kernel(x_ptr, y_ptr, thi_ptr, tlo_ptr, n, nb, A, ell, c,
                     LEAKY: tl.constexpr, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    row = pid // nb
-    cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
-    mask = cols < n
-    offs = row * n + cols
-    x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET)
+    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET, BLOCK)
     y = x * tl.where(u >= 0, r, e * r)  # x*S(u)
     if LEAKY:
         y = ell * x + c * y
@@ -141,12 +142,7 @@ def _ash_fwd_kernel(x_ptr, y_ptr, thi_ptr, tlo_ptr, n, nb, A, ell, c,
 def _ash_bwd_reduce_kernel(x_ptr, g_ptr, thi_ptr, tlo_ptr, p1_ptr, p2_ptr, pl_ptr, n, nb, A,
                            NEED_A: tl.constexpr, NEED_L: tl.constexpr, INTERPRET: tl.constexpr,
                            BLOCK: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    row = pid // nb
-    cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
-    mask = cols < n
-    offs = row * n + cols
-    x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET)
+    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET, BLOCK)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     w = x * (g * (e * r * r))  # x*q, q = g*S(u)*S(-u)
     tl.store(p1_ptr + pid, tl.reduce(w.to(tl.float64), 0, _add))
@@ -159,12 +155,7 @@ def _ash_bwd_reduce_kernel(x_ptr, g_ptr, thi_ptr, tlo_ptr, p1_ptr, p2_ptr, pl_pt
 
 def _ash_bwd_grad_kernel(x_ptr, g_ptr, gx_ptr, thi_ptr, tlo_ptr, k0_ptr, k1_ptr, n, nb, A, ell, c, cA,
                          LEAKY: tl.constexpr, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    row = pid // nb
-    cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
-    mask = cols < n
-    offs = row * n + cols
-    x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, row, offs, mask, A, INTERPRET)
+    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET, BLOCK)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     gs = g * tl.where(u >= 0, r, e * r)  # g*S(u)
     q = g * (e * r * r)
