@@ -2,9 +2,17 @@
 
 The straightforward ASH in :func:`ashlib.functional._ash_family` is a chain of a dozen tensor
 operations whose autograd graph keeps most intermediates alive. The Functions here compute the
-same thing (the same numerical contract, see DESIGN.md) in a few passes over the data, save
-only the input and per-sample statistics, and work through the batch in chunks of samples so
-that one chunk's temporaries stay in cache.
+same thing (the same numerical contract, see DESIGN.md) in a few passes over the data and save
+only the input and per-sample statistics. Three backends supply the loops
+(:func:`select_backend`):
+
+* ``"native"``: CPU float32 and bfloat16, the C kernels of :mod:`ashlib.native`. One call per
+  direction; each sample is handled while it is in cache: forward = float64 statistics, range
+  check, output; backward = the row sums below and the element-wise gradient (pass 1), then the
+  path through mu and sigma (pass 2).
+* ``"triton"``: CUDA, the kernels of :mod:`ashlib.fused_triton` (statistics from ATen).
+* ``"aten"``: chunked ATen operations (float64, float16, ``torch.compile``, no C compiler),
+  working through the batch in chunks of samples so that one chunk's temporaries stay in cache.
 
 Notation for one sample's feature map :math:`x_1..x_n`: :math:`\\mu` and
 :math:`\\sigma = \\sqrt{\\mathrm{Var}(x) + \\epsilon}` its statistics, :math:`t = \\mu + z\\sigma`,
@@ -28,7 +36,7 @@ output :math:`y_i = x_i G_i`. With upstream gradient :math:`g` and
     \\frac{\\partial L}{\\partial \\alpha} = \\frac{c}{\\alpha} \\sum_i x_i q_i u_i, \\qquad
     \\frac{\\partial L}{\\partial \\ell} = \\sum_i g_i x_i S(-u_i).
 
-Both sigmoid factors come from ``softplus_backward``, which computes ``grad * S(beta * u)`` in
+In the ATen backend both sigmoid factors come from ``softplus_backward``, which computes ``grad * S(beta * u)`` in
 one pass from ``exp(beta * u)``; with ``beta = -1`` it gives :math:`S(-u)` to full relative
 accuracy where ``1 - S(u)`` would cancel. Inputs for which this fast path could overflow or
 lose accuracy (|x| near the dtype's range, an eps below ``sqrt(tiny)``, non-finite values, a
