@@ -311,6 +311,11 @@ _NATIVE_NAMES = {"swish": "swish", "relu_exp": "relu", "gumbel": "gumbel"}
 _NATIVE_MIN_RUN = 16
 
 
+#: The float64 formulas for the hard elements (as _patch uses them; _gumbel_terms without x_max
+#: always takes exp(x) at min(x, 60), whatever the subset holds, nan included)
+_PATCH_TERMS = {"swish": _swish_terms, "relu_exp": _relu_exp_terms, "gumbel": _gumbel_terms}
+
+
 def _native_lib(x: Tensor):
     """The native kernels when they can take x (CPU float32/bfloat16, not compiling), else None."""
     if x.device.type != "cpu" or x.dtype not in _NATIVE_DTYPES or torch.compiler.is_compiling():
@@ -385,7 +390,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
         parallel_rows(n, 1, lambda e0, e1: hard_fn(e0, e1, inner, K, xc.data_ptr(), p.data_ptr(), mask.data_ptr()))
         idx = torch.nonzero(mask).squeeze(1)
         k_idx = torch.div(idx, inner, rounding_mode="floor").remainder_(K)
-        sub = _OPS[op][0](xc.reshape(-1)[idx].double(), p[k_idx].double(),
+        sub = _PATCH_TERMS[op](xc.reshape(-1)[idx].double(), p[k_idx].double(),
                           None if gc is None else gc.reshape(-1)[idx].double(), need_y, need_x, need_a)
         if need_y:
             y.view(-1)[idx] = sub["y"].to(y.dtype)
@@ -441,10 +446,9 @@ def _param(v, x: Tensor) -> Optional[Tensor]:
     """The parameter as a tensor of the compute dtype (a differentiable cast), or None when it
     does not broadcast to x's shape (such calls go to the reference implementation)."""
     t = AF._as_tensor(v, x.new_empty((), dtype=_cd(x)))
-    try:
-        if torch.broadcast_shapes(t.shape, x.shape) != x.shape:
-            return None
-    except RuntimeError:
+    # t broadcasts to x's shape (as torch.broadcast_shapes(t.shape, x.shape) == x.shape, which
+    # costs ~10 us a call)
+    if t.dim() > x.dim() or any(s != 1 and s != n for s, n in zip(reversed(t.shape), reversed(x.shape))):
         return None
     return t
 
