@@ -270,13 +270,15 @@ def test_non_contiguous_input_and_expanded_grad(op, monkeypatch):
     assert bool(((ga1.double() - ref[2]).abs() <= TOL * absterm + 1e-30).all())
 
 
+@pytest.mark.parametrize("shapes", [((3, 7, 5003), (1, 7, 1)), ((301, 701), (1, 701))], ids=["runs", "rows"])
 @pytest.mark.parametrize("op", sorted(OPS))
-def test_threads_split_the_elements(op, monkeypatch):
+def test_threads_split_the_elements(op, shapes, monkeypatch):
     """Above the parallel threshold the work is split over threads (split points fall inside
-    channels): the same y and dL/dx, and dL/dalpha to rounding."""
+    channels, or inside rows of per-feature parameters): the same y and dL/dx, and dL/dalpha to
+    rounding."""
     g = torch.Generator().manual_seed(10)
-    x = torch.randn(3, 7, 5003, generator=g) * 3  # 105063 elements, runs of 5003
-    a = _param_values((1, 7, 1), 11)
+    x = torch.randn(shapes[0], generator=g) * 3
+    a = _param_values(shapes[1], 11)
     up = torch.rand(x.shape, generator=g).add(0.5)
     old = torch.get_num_threads()
     try:

@@ -240,10 +240,11 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
 }
 
 /* --- the loops --------------------------------------------------------------------------------
- * RUN_* walk [e0, e1) in runs of constant parameter (inner > 1) or of one row of K parameters
- * (inner == 1), and within a run in blocks of at most EW_BLOCK elements. */
+ * EW_RUNS walks [e0, e1) in runs of constant parameter (inner > 1) or of one row of K parameters
+ * (inner == 1), within a run in blocks of at most EW_BLOCK elements, and runs AFTER_RUN after
+ * each run. */
 
-#define EW_RUNS(BODY_SCALAR, BODY_VECTOR)                                                          \
+#define EW_RUNS(BODY_SCALAR, BODY_VECTOR, AFTER_RUN)                                               \
     for (int64_t i = e0; i < e1;) {                                                                \
         int64_t end, k0;                                                                           \
         if (inner == 1) {                                                                          \
@@ -259,22 +260,26 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
             const int64_t b1 = b0 + EW_BLOCK < end ? b0 + EW_BLOCK : end;                          \
             if (inner == 1) {                                                                      \
                 const float *pk = p + k0 + (b0 - i);                                               \
-                double *ak = acc ? acc + k0 + (b0 - i) : NULL;                                     \
-                (void)ak;                                                                          \
+                float *fk = fb ? fb + k0 + (b0 - i) : NULL;                                        \
+                (void)fk;                                                                          \
                 BODY_VECTOR                                                                        \
             } else {                                                                               \
                 const float pa = p[k0];                                                            \
                 BODY_SCALAR                                                                        \
             }                                                                                      \
         }                                                                                          \
+        AFTER_RUN                                                                                  \
         i = end;                                                                                   \
     }
+
+/* rows of K float32 partial sums per flush into the float64 sums (inner == 1) */
+#define EW_FLUSH_ROWS 16
 
 #define DEFINE_ELEMENTWISE(OP, SUF, T, PARAMS_OK)                                                  \
 int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x, T *y,         \
                        const float *p) {                                                           \
     if (!PARAMS_OK(K, p)) return -1;                                                               \
-    double *acc = NULL;                                                                      \
+    float *fb = NULL;                                                                              \
     int64_t hard = 0;                                                                              \
     EW_RUNS({                                                                                      \
         int nh = 0;                                                                                \
@@ -294,18 +299,19 @@ int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T
             store_##SUF(y, j, yv);                                                                 \
         }                                                                                          \
         hard += nh;                                                                                \
-    })                                                                                             \
+    }, )                                                                                           \
     return hard;                                                                                   \
 }                                                                                                  \
 static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K,  \
-        const T *x, const T *g, T *gx, const float *p, double *acc, int nx, int na) {              \
+        const T *x, const T *g, T *gx, const float *p, double *acc, float *fb, int nx, int na) {   \
     int64_t hard = 0;                                                                              \
+    int rows = 0;                                                                                  \
     EW_RUNS({                                                                                      \
         int nh = 0;                                                                                \
         float sa = 0.0f;                                                                           \
         _Pragma("omp simd reduction(+:nh,sa)")                                                     \
         for (int64_t j = b0; j < b1; ++j) {                                                        \
-            float yv; float dxv; float dav;                                                                    \
+            float yv; float dxv; float dav;                                                        \
             nh += OP##_elem(load_##SUF(x, j), pa, load_##SUF(g, j), 0, nx, na, &yv, &dxv, &dav);   \
             if (nx) store_##SUF(gx, j, dxv);                                                       \
             if (na) sa += dav;                                                                     \
@@ -316,30 +322,53 @@ static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t 
         int nh = 0;                                                                                \
         _Pragma("omp simd reduction(+:nh)")                                                        \
         for (int64_t j = b0; j < b1; ++j) {                                                        \
-            float yv; float dxv; float dav;                                                                    \
+            float yv; float dxv; float dav;                                                        \
             nh += OP##_elem(load_##SUF(x, j), pk[j - b0], load_##SUF(g, j), 0, nx, na, &yv, &dxv,  \
                             &dav);                                                                 \
             if (nx) store_##SUF(gx, j, dxv);                                                       \
-            if (na) ak[j - b0] += (double)dav;                                                     \
+            if (na) fk[j - b0] += dav;                                                             \
         }                                                                                          \
         hard += nh;                                                                                \
+    }, {                                                                                           \
+        if (na && inner == 1) {                                                                    \
+            rows += end == i + (K - k0);                                                           \
+            if (rows == EW_FLUSH_ROWS || end == e1) {                                              \
+                _Pragma("omp simd")                                                                \
+                for (int64_t k = 0; k < K; ++k) {                                                  \
+                    acc[k] += (double)fb[k];                                                       \
+                    fb[k] = 0.0f;                                                                  \
+                }                                                                                  \
+                rows = 0;                                                                          \
+            }                                                                                      \
+        }                                                                                          \
     })                                                                                             \
     return hard;                                                                                   \
 }                                                                                                  \
-/* gx (may be NULL) = g dy/dx; acc (may be NULL) += the per-parameter sums of g dy/da */           \
+/* gx (may be NULL) = g dy/dx; acc (may be NULL) += the per-parameter sums of g dy/da. Returns the \
+ * hard count, or -1 (nothing done) for a parameter out of range or a failed allocation. */        \
 int64_t OP##_bwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x, const T *g,   \
                        T *gx, const float *p, double *acc) {                                       \
     if (!PARAMS_OK(K, p)) return -1;                                                               \
-    if (gx && acc) return OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, 1, 1);           \
-    if (gx) return OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, 1, 0);                  \
-    if (acc) return OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, 0, 1);                 \
-    return 0;                                                                                      \
+    float *fb = NULL;                                                                              \
+    if (acc && inner == 1) { /* float32 partial sums per parameter, flushed every few rows */      \
+        fb = (float *)calloc((size_t)K, sizeof(float));                                            \
+        if (!fb) return -1;                                                                        \
+    }                                                                                              \
+    int64_t hard = 0;                                                                              \
+    if (gx && acc)                                                                                 \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 1, 1);                  \
+    else if (gx)                                                                                   \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 1, 0);                  \
+    else if (acc)                                                                                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 0, 1);                  \
+    free(fb);                                                                                      \
+    return hard;                                                                                   \
 }                                                                                                  \
 /* mask[i] = 1 for the hard elements of [e0, e1) (mask indexed like x), else 0 */                  \
 int64_t OP##_hard_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x,              \
                         const float *p, uint8_t *mask) {                                           \
     if (!PARAMS_OK(K, p)) return -1;                                                               \
-    double *acc = NULL;                                                                      \
+    float *fb = NULL;                                                                              \
     int64_t hard = 0;                                                                              \
     EW_RUNS({                                                                                      \
         int nh = 0;                                                                                \
@@ -361,7 +390,7 @@ int64_t OP##_hard_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const 
             nh += h;                                                                               \
         }                                                                                          \
         hard += nh;                                                                                \
-    })                                                                                             \
+    }, )                                                                                           \
     return hard;                                                                                   \
 }
 
