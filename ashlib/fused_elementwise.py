@@ -374,8 +374,10 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
             return fn(e0, e1, inner, K, xc.data_ptr(), y.data_ptr(), p.data_ptr()), None
     parts = parallel_rows(n, 1, call)
     counts = [c for c, _ in parts]
-    if min(counts) < 0:
-        return None  # the parameter is outside the kernels' range
+    if min(counts) < 0:  # the parameter is outside the kernels' range (or an allocation failed)
+        if op != "swish":
+            AF.check_positive("alpha", a)  # see _positive_param: raises for alpha <= 0 or nan
+        return None
     ga = None
     if need_a:
         ga = parts[0][1]
@@ -453,6 +455,20 @@ def _param(v, x: Tensor) -> Optional[Tensor]:
     return t
 
 
+def _positive_param(alpha, x: Tensor) -> Optional[Tensor]:
+    """:func:`_param` of an alpha that must be > 0, after checking it. For a float32 CPU tensor
+    that the native kernels will take, the check (two reductions and two synchronisations, ~10 us)
+    is left to them: they decline any alpha outside [2^-30, 2^30] (nan included), and
+    :func:`_native_evaluate` then runs it, raising before anything is returned."""
+    if isinstance(alpha, Tensor) and alpha.dtype == torch.float32 and alpha.device.type == "cpu":
+        a = _param(alpha, x) if _supported(x) else None
+        if a is None or _native_lib(x) is None or _native_layout(x, a) is None:
+            AF.check_positive("alpha", alpha)
+        return a
+    AF.check_positive("alpha", alpha)
+    return _param(alpha, x) if _supported(x) else None
+
+
 def _supported(x: Tensor) -> bool:
     AF._compute_dtype(x)  # raises ValueError for a non-floating-point x
     return x.numel() > 0
@@ -470,10 +486,10 @@ def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponenti
     r"""Fused adaptive ReLU :math:`x F_\alpha(x)`; same contract as :func:`ashlib.functional.adaptive_relu`."""
     if cdf not in AF._CDFS:
         raise ValueError(f"cdf={cdf!r} is not supported: cdf must be one of {AF._CDFS}")
-    AF.check_positive("alpha", alpha)
     if cdf == "logistic":
+        AF.check_positive("alpha", alpha)
         return swish(x, alpha)
-    a = _param(alpha, x) if _supported(x) else None
+    a = _positive_param(alpha, x)
     if a is None:
         return AF.adaptive_relu(x, alpha, cdf, impl="reference")
     return _AdaptiveReLUExp.apply(x, a)
@@ -487,8 +503,7 @@ def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
     >>> round(float(adaptive_gumbel(torch.tensor(0.0), 1.0)), 6)
     0.5
     """
-    AF.check_positive("alpha", alpha)
-    a = _param(alpha, x) if _supported(x) else None
+    a = _positive_param(alpha, x)
     if a is None:
         return AF.adaptive_gumbel(x, alpha, impl="reference")
     return _AdaptiveGumbel.apply(x, a)

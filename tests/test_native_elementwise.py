@@ -329,12 +329,17 @@ def test_parameter_outside_the_kernel_range_goes_to_aten(monkeypatch):
 
 
 def test_invalid_alpha_still_raises():
+    """Through ashlib.functional and through fused_elementwise directly (where the check of a
+    float32 alpha is left to the kernels)."""
     x = torch.randn(10)
-    for bad in (torch.tensor(-1.0), torch.tensor(float("nan")), torch.tensor([0.5, 0.0]).reshape(1, 2)):
-        with pytest.raises(ValueError, match="alpha"):
-            AF.adaptive_gumbel(x.reshape(5, 2) if bad.dim() else x, bad)
-        with pytest.raises(ValueError, match="alpha"):
-            AF.adaptive_relu(x.reshape(5, 2) if bad.dim() else x, bad)
+    bads = (torch.tensor(-1.0), torch.tensor(float("nan")), torch.tensor(float("inf")),
+            torch.tensor([0.5, 0.0]).reshape(1, 2), torch.tensor([0.5, -2.0]).reshape(1, 2).requires_grad_())
+    for bad in bads:
+        xb = x.reshape(5, 2) if bad.dim() else x
+        for fn in (AF.adaptive_gumbel, AF.adaptive_relu, FE.adaptive_gumbel, FE.adaptive_relu,
+                   lambda xx, aa: FE.adaptive_relu(xx, aa, "logistic")):
+            with pytest.raises(ValueError, match="alpha"):
+                fn(xb, bad)
 
 
 def test_saved_tensors_are_x_and_the_parameter():
