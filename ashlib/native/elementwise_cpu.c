@@ -245,16 +245,10 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
  * each run. */
 
 #define EW_RUNS(BODY_SCALAR, BODY_VECTOR, AFTER_RUN)                                               \
+    int64_t row = inner == 1 ? 0 : e0 / inner; /* one division per call, none per run */           \
+    int64_t k0 = inner == 1 ? e0 % K : row % K;                                                    \
     for (int64_t i = e0; i < e1;) {                                                                \
-        int64_t end, k0;                                                                           \
-        if (inner == 1) {                                                                          \
-            k0 = i % K;                                                                            \
-            end = i + (K - k0);                                                                    \
-        } else {                                                                                   \
-            int64_t row = i / inner;                                                               \
-            k0 = row % K;                                                                          \
-            end = (row + 1) * inner;                                                               \
-        }                                                                                          \
+        int64_t end = inner == 1 ? i + (K - k0) : (row + 1) * inner;                               \
         if (end > e1) end = e1;                                                                    \
         for (int64_t b0 = i; b0 < end; b0 += EW_BLOCK) {                                           \
             const int64_t b1 = b0 + EW_BLOCK < end ? b0 + EW_BLOCK : end;                          \
@@ -270,6 +264,12 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
         }                                                                                          \
         AFTER_RUN                                                                                  \
         i = end;                                                                                   \
+        if (inner == 1) {                                                                          \
+            k0 = 0;                                                                                \
+        } else {                                                                                   \
+            ++row;                                                                                 \
+            if (++k0 == K) k0 = 0;                                                                 \
+        }                                                                                          \
     }
 
 /* rows of K float32 partial sums per flush into the float64 sums (inner == 1) */
