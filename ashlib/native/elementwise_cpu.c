@@ -15,11 +15,14 @@
  * scalar with K = 1 and inner = the whole tensor); with inner = 1 it varies along the contiguous
  * dimension (the caller repeats the parameter to make inner = 1 when runs would be short).
  * Parameter-gradient sums go to acc[K] (float64; one array per call, summed by the caller),
- * through float32 partial sums over at most BLOCK elements in the first case.
+ * through float32 partial sums over at most EW_BLOCK elements of a run (inner > 1) or over
+ * EW_FLUSH_ROWS rows (inner = 1).
  *
  * Every kernel first checks the parameter (finite, and 2^-30 <= alpha <= 2^30 for Gumbel and
  * ReLU, |beta| <= 2^30 for Swish: the range in which no intermediate overflows) and returns -1
- * without touching anything when it is outside; else it returns the number of hard elements.
+ * without touching anything when it is outside (or when the backward cannot allocate its
+ * partial sums); else it returns the number of hard elements. Every intermediate stays finite
+ * for every finite x, hard elements and the unselected side of each blend included.
  */
 #include <float.h>
 #include <math.h>
@@ -212,14 +215,15 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
     float q = a * ex;
     float lq = log1p_f32(q) + clampf(xv - GU_X_CLAMP, 0.0f, FLT_MAX);
     int hard = nonfinite_f32(xv) | (lq > GU_L_HARD * a);
-    float L = clampf(lq, 0.0f, 2.0f * GU_L_HARD * a) * ia;
+    float Lc = clampf(lq, 0.0f, 2.0f * GU_L_HARD * a);
+    float L = Lc * ia;
     if (ny) *y = -expm1_f32(-L);
     if (nx || na) {
         float E = exp_f32(-L);
         float rm = 1.0f / (1.0f + q);
         if (nx) *dx = gv * ((ex * rm) * E);
         if (na) {
-            float h = lq - q * rm;
+            float h = Lc - q * rm; /* Lc = lq wherever the element is not hard */
             float large = ((E * h) * ia) * ia;
             float t = fmaf(4.0f, q, -1.0f);
             float p = 1.9794268894921195e-6f;
@@ -231,7 +235,8 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
             p = fmaf(p, t, 2.2890460239175316e-2f);
             p = fmaf(p, t, -1.0059362797564093e-1f);
             p = fmaf(p, t, 3.7029682102735609e-1f);
-            float small = ((E * ex) * p) * ex;
+            float exs = clampf(ex, 0.0f, 1e9f); /* where q < 1/2, ex < 2^-1/a <= 2^29: unchanged */
+            float small = ((E * exs) * p) * exs;
             float v = -gv * select_f32(q < 0.5f, small, large);
             *da = zero_if(hard, v);
         }
