@@ -406,3 +406,16 @@ print(native.library() is None, calls["native"], calls["aten"], repr(float(y.sum
     y.sum().backward()
     assert abs(float(y.detach().sum()) - float(ysum)) <= 1e-5 * abs(float(ysum))
     assert abs(float(a.grad.sum()) - float(gsum)) <= 1e-5 * abs(float(gsum))
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_zero_signs_like_aten(op, monkeypatch):
+    """Zeros come out with the ATen path's signs (adaptive ReLU and Gumbel: +0 for x <= 0 and far
+    in the left tail, as the module docstrings show)."""
+    x = torch.tensor([-3.0, -0.0, 0.0, -1e-30, -200.0, -1e30, 1e-30, 2.0])
+    a = torch.tensor(2.0)
+    y = OPS[op][0](x, a)
+    with monkeypatch.context() as m:
+        _aten(m)
+        ya = OPS[op][0](x, a)
+    assert torch.equal(torch.signbit(y), torch.signbit(ya)), (y, ya)

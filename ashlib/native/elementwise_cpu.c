@@ -57,6 +57,9 @@ static inline float select_f32(int c, float a, float b) {
     return bits_f32((f32_bits(a) & m) | (f32_bits(b) & ~m));
 }
 
+/* |v| by clearing the sign bit (under -fno-signed-zeros the compiler may drop a negation of 0) */
+static inline float abs_f32(float v) { return bits_f32(f32_bits(v) & 0x7FFFFFFFu); }
+
 /* exp(v) for v <= 88, and exactly 0 below EXP_LO (where exp_f32 alone would clamp to e^-87) */
 static inline float exp0_f32(float v) { return zero_if(v < EXP_LO, exp_f32(clampf(v, EXP_LO, EXP_HI))); }
 
@@ -186,7 +189,7 @@ static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, i
     float xp = clampf(xv, 0.0f, FLT_MAX);
     float u = a * clampf(xv, 0.0f, RE_X_CAP);
     float f = -expm1_f32(-u); /* 1 - e^{-u}, relative accuracy for small u */
-    if (ny) *y = xp * f;
+    if (ny) *y = abs_f32(xp * f); /* >= 0: +0, not -0, for x <= 0 (as the ATen path) */
     if (nx || na) {
         float e2 = exp0_f32(-0.5f * u); /* e^{-u/2}: no overflow of x^2, no underflow of e^{-u} */
         if (nx) *dx = gv * fmaf(clampf(u, 0.0f, 1e4f) * e2, e2, f);
@@ -217,7 +220,7 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
     int hard = nonfinite_f32(xv) | (lq > GU_L_HARD * a);
     float Lc = clampf(lq, 0.0f, 2.0f * GU_L_HARD * a);
     float L = Lc * ia;
-    if (ny) *y = -expm1_f32(-L);
+    if (ny) *y = abs_f32(expm1_f32(-L)); /* 1 - e^{-L} >= 0: +0, not -0, at L = 0 */
     if (nx || na) {
         float E = exp_f32(-L);
         float rm = 1.0f / (1.0f + q);
