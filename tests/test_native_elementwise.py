@@ -419,3 +419,22 @@ def test_zero_signs_like_aten(op, monkeypatch):
         _aten(m)
         ya = OPS[op][0](x, a)
     assert torch.equal(torch.signbit(y), torch.signbit(ya)), (y, ya)
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_gradient_of_one_input_only(op, monkeypatch):
+    """Only x or only the parameter requiring grad: the backward computes just that one, with
+    the values of the full backward."""
+    g = torch.Generator().manual_seed(16)
+    x = torch.randn(5, 4, 300, generator=g) * 3
+    a = _param_values((1, 4, 1), 17)
+    up = torch.rand(x.shape, generator=g).add(0.5)
+    spy = Spy(monkeypatch)
+    _, gx, ga = _run(OPS[op][0], x, a, up)
+    xx = x.clone().requires_grad_()
+    (gx1,) = torch.autograd.grad(OPS[op][0](xx, a), xx, up)
+    aa = a.clone().requires_grad_()
+    (ga1,) = torch.autograd.grad(OPS[op][0](x, aa), aa, up)
+    assert spy.native == 6 and spy.aten == 0
+    assert torch.equal(gx1, gx)
+    assert torch.allclose(ga1, ga, rtol=1e-6, atol=0)
