@@ -29,11 +29,23 @@ elements where float32 genuinely cannot reach 1e-5 to the same formulas evaluate
 
 Parameters may be Python numbers, 0-d tensors or tensors broadcastable to ``x`` (per channel,
 shape ``(1, C, 1, ...)``); their gradient is reduced to their own shape.
+
+**Native CPU kernels.** For CPU float32 and bfloat16 inputs, outside ``torch.compile``, the same
+formulas run as the C loops of ``ashlib/native/elementwise_cpu.c`` (one pass forward, one pass
+backward for dy/dx and the parameter's gradient together) whenever :func:`ashlib.native.library`
+loads them and the parameter is a scalar or varies along one contiguous block of x's dims (per
+channel, per row, per element) within the range where no float32 intermediate overflows
+(Gumbel and ReLU: alpha in [2^-30, 2^30]; Swish: |beta| <= 2^30). The kernels count the hard
+elements (the policy above, plus any non-finite x); when there are some, those elements, and
+only those, are recomputed here by the float64 formulas. Swish's dy/dx near its zero is done in
+the kernel (a Taylor polynomial in the exactly formed ``beta*x - root``). Everything else takes the
+ATen path below, unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Union
+import math
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -289,18 +301,135 @@ def _reduce(ga: Tensor, shape: torch.Size) -> Tensor:
     return ga if ga.shape == shape else ga.sum_to_size(shape)
 
 
+# --- native CPU kernels (ashlib/native/elementwise_cpu.c) ------------------------------------
+
+_NATIVE_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
+_NATIVE_NAMES = {"swish": "swish", "relu_exp": "relu", "gumbel": "gumbel"}
+#: A parameter that is constant along runs shorter than this many contiguous elements is repeated
+#: to one value per element of the run (the kernels then walk it as a vector): on short runs the
+#: vector loops spend much of their time in set-up and remainders (measured on a 2-core EPYC:
+#: runs of 16, 32, 64 cost 2x, 1.5x, 1.15x the repeated form; 256 the same).
+_NATIVE_MIN_RUN = 128
+
+
+#: The float64 formulas for the hard elements (as _patch uses them; _gumbel_terms without x_max
+#: always takes exp(x) at min(x, 60), whatever the subset holds, nan included)
+_PATCH_TERMS = {"swish": _swish_terms, "relu_exp": _relu_exp_terms, "gumbel": _gumbel_terms}
+
+
+def _native_lib(x: Tensor):
+    """The native kernels when they can take x (CPU float32/bfloat16, not compiling), else None."""
+    if x.device.type != "cpu" or x.dtype not in _NATIVE_DTYPES or torch.compiler.is_compiling():
+        return None
+    from ashlib import native
+    return native.library()
+
+
+def _native_layout(x: Tensor, a: Tensor) -> Optional[Tuple[int, int]]:
+    """(K, inner) such that element i of contiguous x uses parameter (i // inner) % K, or None
+    when the parameter's non-1 dims are not one block of x's dims."""
+    if a.numel() == 1:
+        return 1, x.numel()
+    shape = (1,) * (x.dim() - a.dim()) + tuple(a.shape)
+    dims = [i for i, s in enumerate(shape) if s != 1]
+    d0, d1 = dims[0], dims[-1] + 1
+    if any(shape[i] != x.shape[i] for i in range(d0, d1)):
+        return None
+    return math.prod(x.shape[d0:d1]), math.prod(x.shape[d1:])
+
+
+def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool,
+                     need_a: bool):
+    """What :func:`_evaluate` returns, from the C kernels (float64 for the hard elements), or
+    None when the kernels decline this call (parameter layout or range, mostly hard elements)."""
+    from ashlib.native import parallel_rows
+    layout = _native_layout(x, a)
+    if layout is None or a.dtype != torch.float32 or not (need_y or need_x or need_a):
+        return None
+    K0, inner0 = layout
+    K, inner = layout
+    p = a.detach().reshape(-1)
+    if K > 1 and 1 < inner < _NATIVE_MIN_RUN:
+        p = p.reshape(K, 1).expand(K, inner).reshape(-1)
+        K, inner = K * inner, 1
+    p = p.contiguous()
+    xc = x.detach().contiguous()
+    n = xc.numel()
+    name, suf = _NATIVE_NAMES[op], _NATIVE_DTYPES[x.dtype]
+    y = torch.empty_like(xc) if need_y else None
+    gx = torch.empty_like(xc) if need_x else None
+    gc = None
+    if need_x or need_a:
+        gc = g.to(x.dtype).contiguous()
+        fn = getattr(lib, f"{name}_bwd_{suf}")
+
+        def call(e0, e1):
+            acc = torch.zeros(K, dtype=torch.float64) if need_a else None
+            res = fn(e0, e1, inner, K, xc.data_ptr(), gc.data_ptr(), gx.data_ptr() if need_x else None,
+                     p.data_ptr(), acc.data_ptr() if need_a else None)
+            return res, acc
+    else:
+        fn = getattr(lib, f"{name}_fwd_{suf}")
+
+        def call(e0, e1):
+            return fn(e0, e1, inner, K, xc.data_ptr(), y.data_ptr(), p.data_ptr()), None
+    parts = parallel_rows(n, 1, call)
+    counts = [c for c, _ in parts]
+    if min(counts) < 0:  # the parameter is outside the kernels' range (or an allocation failed)
+        if op != "swish":
+            AF.check_positive("alpha", a)  # see _positive_param: raises for alpha <= 0 or nan
+        return None
+    ga = None
+    if need_a:
+        ga = parts[0][1]
+        for _, acc in parts[1:]:
+            ga += acc
+    n_hard = sum(counts)
+    if n_hard:
+        if n_hard > _FLOAT64_ALL_FRACTION * n:
+            return None  # mostly hard: the ATen path does one float64 pass
+        mask = torch.empty(n, dtype=torch.uint8)
+        hard_fn = getattr(lib, f"{name}_hard_{suf}")
+        parallel_rows(n, 1, lambda e0, e1: hard_fn(e0, e1, inner, K, xc.data_ptr(), p.data_ptr(), mask.data_ptr()))
+        idx = torch.nonzero(mask).squeeze(1)
+        k_idx = torch.div(idx, inner, rounding_mode="floor").remainder_(K)
+        sub = _PATCH_TERMS[op](xc.reshape(-1)[idx].double(), p[k_idx].double(),
+                          None if gc is None else gc.reshape(-1)[idx].double(), need_y, need_x, need_a)
+        if need_y:
+            y.view(-1)[idx] = sub["y"].to(y.dtype)
+        if need_x:
+            gx.view(-1)[idx] = sub["gx"].to(gx.dtype)
+        if need_a:
+            ga.index_add_(0, k_idx, sub["ga"])
+    if ga is not None:
+        if K != K0:
+            ga = ga.reshape(K0, inner0).sum(1)
+        ga = ga.reshape(a.shape).to(a.dtype)
+    return (None if y is None else y.reshape(x.shape), None if gx is None else gx.reshape(x.shape), ga)
+
+
+def _dispatch(op: str, x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool):
+    """The native kernels where they take the call, else the chunked ATen path."""
+    lib = _native_lib(x)
+    if lib is not None:
+        out = _native_evaluate(lib, op, x, a, g, need_y, need_x, need_a)
+        if out is not None:
+            return out
+    return _evaluate(op, x, a, g, need_y, need_x, need_a)
+
+
 def _function(op: str):
     class _Fn(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x: Tensor, a: Tensor) -> Tensor:
             ctx.save_for_backward(x, a)
-            return _evaluate(op, x, a, None, True, False, False)[0]
+            return _dispatch(op, x, a, None, True, False, False)[0]
 
         @staticmethod
         def backward(ctx, grad: Tensor):
             x, a = ctx.saved_tensors
             need_x, need_a = ctx.needs_input_grad[:2]
-            _, gx, ga = _evaluate(op, x, a, grad.contiguous(), False, need_x, need_a)
+            _, gx, ga = _dispatch(op, x, a, grad.contiguous(), False, need_x, need_a)
             return gx, ga
 
     _Fn.__name__ = _Fn.__qualname__ = {"swish": "_Swish", "relu_exp": "_AdaptiveReLUExp",
@@ -320,12 +449,25 @@ def _param(v, x: Tensor) -> Optional[Tensor]:
     """The parameter as a tensor of the compute dtype (a differentiable cast), or None when it
     does not broadcast to x's shape (such calls go to the reference implementation)."""
     t = AF._as_tensor(v, x.new_empty((), dtype=_cd(x)))
-    try:
-        if torch.broadcast_shapes(t.shape, x.shape) != x.shape:
-            return None
-    except RuntimeError:
+    # t broadcasts to x's shape (as torch.broadcast_shapes(t.shape, x.shape) == x.shape, which
+    # costs ~10 us a call)
+    if t.dim() > x.dim() or any(s != 1 and s != n for s, n in zip(reversed(t.shape), reversed(x.shape))):
         return None
     return t
+
+
+def _positive_param(alpha, x: Tensor) -> Optional[Tensor]:
+    """:func:`_param` of an alpha that must be > 0, after checking it. For a float32 CPU tensor
+    that the native kernels will take, the check (two reductions and two synchronisations, ~10 us)
+    is left to them: they decline any alpha outside [2^-30, 2^30] (nan included), and
+    :func:`_native_evaluate` then runs it, raising before anything is returned."""
+    if isinstance(alpha, Tensor) and alpha.dtype == torch.float32 and alpha.device.type == "cpu":
+        a = _param(alpha, x) if _supported(x) else None
+        if a is None or _native_lib(x) is None or _native_layout(x, a) is None:
+            AF.check_positive("alpha", alpha)
+        return a
+    AF.check_positive("alpha", alpha)
+    return _param(alpha, x) if _supported(x) else None
 
 
 def _supported(x: Tensor) -> bool:
@@ -345,10 +487,10 @@ def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponenti
     r"""Fused adaptive ReLU :math:`x F_\alpha(x)`; same contract as :func:`ashlib.functional.adaptive_relu`."""
     if cdf not in AF._CDFS:
         raise ValueError(f"cdf={cdf!r} is not supported: cdf must be one of {AF._CDFS}")
-    AF.check_positive("alpha", alpha)
     if cdf == "logistic":
+        AF.check_positive("alpha", alpha)
         return swish(x, alpha)
-    a = _param(alpha, x) if _supported(x) else None
+    a = _positive_param(alpha, x)
     if a is None:
         return AF.adaptive_relu(x, alpha, cdf, impl="reference")
     return _AdaptiveReLUExp.apply(x, a)
@@ -362,8 +504,7 @@ def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
     >>> round(float(adaptive_gumbel(torch.tensor(0.0), 1.0)), 6)
     0.5
     """
-    AF.check_positive("alpha", alpha)
-    a = _param(alpha, x) if _supported(x) else None
+    a = _positive_param(alpha, x)
     if a is None:
         return AF.adaptive_gumbel(x, alpha, impl="reference")
     return _AdaptiveGumbel.apply(x, a)

@@ -54,6 +54,18 @@ SIGNATURES = {
     "ash_forward": ([_i64, _i64, _p, _p, _f64, _f64, _f64, _f32, _f32, _p, _p], ctypes.c_int, ("f32", "bf16")),
     "ash_backward": ([_i64, _i64, _p, _p, _p, _p, _p, _f64, _f32, _f32, _p, _p, _p], ctypes.c_int, ("f32", "bf16")),
     "ash_exp": ([_i64, _p, _p], None, ("f32",)),
+    # elementwise_cpu.c: (e0, e1, inner, K, x, [g,] out..., parameter[, acc]) -> hard count or -1
+    "swish_fwd": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
+    "swish_bwd": ([_i64, _i64, _i64, _i64, _p, _p, _p, _p, _p], _i64, ("f32", "bf16")),
+    "swish_hard": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
+    "relu_fwd": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
+    "relu_bwd": ([_i64, _i64, _i64, _i64, _p, _p, _p, _p, _p], _i64, ("f32", "bf16")),
+    "relu_hard": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
+    "gumbel_fwd": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
+    "gumbel_bwd": ([_i64, _i64, _i64, _i64, _p, _p, _p, _p, _p], _i64, ("f32", "bf16")),
+    "gumbel_hard": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
+    "ew_expm1": ([_i64, _p, _p], None, ("f32",)),
+    "ew_log1p": ([_i64, _p, _p], None, ("f32",)),
 }
 
 

@@ -1,0 +1,420 @@
+/* Adaptive Gumbel, adaptive ReLU (exponential CDF) and Swish on the CPU: forward, analytic
+ * backward and the per-channel parameter gradient.
+ *
+ * The formulas, and why they meet the numerical contract in float32, are those of
+ * ashlib/fused_elementwise.py; this file evaluates them in vectorisable loops (our own exp,
+ * expm1 and log1p polynomials, no libm calls, no branches in the loops). Elements that float32
+ * cannot do (the same policy as the ATen path: Gumbel L > 10, Swish |beta x| > 80 or
+ * |x| > 1e18, any non-finite x) are "hard": the kernels count them, leave them out of the
+ * parameter-gradient sums and write values that the caller overwrites (in float64) whenever the
+ * count is not zero; *_hard_* writes the mask of those elements.
+ *
+ * Layout: x is contiguous, seen as (outer, K, inner), and element i uses parameter p[(i / inner)
+ * % K]. Each call handles the flat element range [e0, e1). With inner > 1 the parameter is
+ * constant along runs of `inner` elements (a per-channel parameter of a feature map, or one
+ * scalar with K = 1 and inner = the whole tensor); with inner = 1 it varies along the contiguous
+ * dimension (the caller repeats the parameter to make inner = 1 when runs would be short).
+ * Parameter-gradient sums go to acc[K] (float64; one array per call, summed by the caller),
+ * through float32 partial sums over at most EW_BLOCK elements of a run (inner > 1) or over
+ * EW_FLUSH_ROWS rows (inner = 1).
+ *
+ * Every kernel first checks the parameter (finite, and 2^-30 <= alpha <= 2^30 for Gumbel and
+ * ReLU, |beta| <= 2^30 for Swish: the range in which no intermediate overflows) and returns -1
+ * without touching anything when it is outside (or when the backward cannot allocate its
+ * partial sums); else it returns the number of hard elements. Every intermediate stays finite
+ * for every finite x, hard elements and the unselected side of each blend included.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vecmath.h"
+
+#define EW_BLOCK 512 /* elements per float32 partial sum and per int32 count */
+#define EW_AI __attribute__((always_inline))
+
+static inline uint32_t f32_bits(float v) {
+    union { float f; uint32_t u; } b;
+    b.f = v;
+    return b.u;
+}
+static inline float bits_f32(uint32_t u) {
+    union { float f; uint32_t u; } b;
+    b.u = u;
+    return b.f;
+}
+/* |v| >= 2^128 by the bits: inf or nan (the build assumes finite math, so no comparison sees them) */
+static inline int nonfinite_f32(float v) { return (f32_bits(v) & 0x7FFFFFFFu) >= 0x7F800000u; }
+
+/* c ? 0 : v, and c ? a : b, by masking the bits (c is 0 or 1). Written as selects, GCC's partial
+ * redundancy elimination may split a loop on them (a constant 0 folds everything downstream under
+ * -ffinite-math-only), and the branches keep the loop from vectorising. */
+static inline float zero_if(int c, float v) { return bits_f32(f32_bits(v) & ((uint32_t)c - 1u)); }
+static inline float select_f32(int c, float a, float b) {
+    uint32_t m = (uint32_t)-(int32_t)c;
+    return bits_f32((f32_bits(a) & m) | (f32_bits(b) & ~m));
+}
+
+/* |v| by clearing the sign bit (under -fno-signed-zeros the compiler may drop a negation of 0) */
+static inline float abs_f32(float v) { return bits_f32(f32_bits(v) & 0x7FFFFFFFu); }
+
+/* exp(v) for v <= 88, and exactly 0 below EXP_LO (where exp_f32 alone would clamp to e^-87) */
+static inline float exp0_f32(float v) { return zero_if(v < EXP_LO, exp_f32(clampf(v, EXP_LO, EXP_HI))); }
+
+/* expm1(v), relative error about 2 ulp (v is clamped to [EXP_LO, EXP_HI]; expm1(-87) is -1 in
+ * float32). The reduction of exp_f32, v = k ln2 + r with |r| <= ln2/2, then
+ * expm1(v) = 2^k expm1(r) + (2^k - 1) in one rounding; expm1(r) = r + r^2 P(r) with the degree
+ * 8 Taylor polynomial (truncation below 6e-10 relative). For k = 0 (|v| < ln2/2) this is
+ * expm1(v) itself, with no cancellation; elsewhere |expm1(v)| > 0.29. */
+static inline float expm1_f32(float v) {
+    v = clampf(v, EXP_LO, EXP_HI);
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    float km = fmaf(v, 1.44269504088896341f, magic);
+    float kf = km - magic;
+    float r = fmaf(kf, -0.693145751953125f, v);
+    r = fmaf(kf, -1.428606765330187e-06f, r);
+    float p = 2.48015873015873e-5f; /* 1/8! */
+    p = fmaf(p, r, 1.984126984126984e-4f);
+    p = fmaf(p, r, 1.388888888888889e-3f);
+    p = fmaf(p, r, 8.333333333333333e-3f);
+    p = fmaf(p, r, 4.166666666666667e-2f);
+    p = fmaf(p, r, 1.666666666666667e-1f);
+    p = fmaf(p, r, 0.5f);
+    float em = fmaf(r * r, p, r);
+    float t = bits_f32(0x3F800000u + (f32_bits(km) << 23)); /* 2^k (the low bits of km hold k) */
+    return fmaf(t, em, t - 1.0f);
+}
+
+/* log1p(q) for 0 <= q < 2^126, relative error about 1 ulp, with no division: m = 1 + q (rounded)
+ * gives k with m = 2^k f, f in [sqrt(1/2), sqrt(2)); then 1 + q = 2^k (1 + z) with
+ * z = q 2^-k + (2^-k - 1) in one rounding (2^-k - 1 is exact for k <= 24, and z = q exactly for
+ * k = 0), and log(1 + z) = z - z^2/2 + z^3 P(z), P the Cephes logf polynomial of degree 8. */
+static inline float log1p_f32(float q) {
+    float m = 1.0f + q;
+    uint32_t ix = f32_bits(m) + (0x3F800000u - 0x3F3504F3u);
+    float kf = (float)((int32_t)(ix >> 23) - 127);
+    float sc = bits_f32((254u << 23) - (ix & 0xFF800000u)); /* 2^-k */
+    float z = fmaf(q, sc, sc - 1.0f);
+    float z2 = z * z;
+    float p = 7.0376836292e-2f;
+    p = fmaf(p, z, -1.1514610310e-1f);
+    p = fmaf(p, z, 1.1676998740e-1f);
+    p = fmaf(p, z, -1.2420140846e-1f);
+    p = fmaf(p, z, 1.4249322787e-1f);
+    p = fmaf(p, z, -1.6668057665e-1f);
+    p = fmaf(p, z, 2.0000714765e-1f);
+    p = fmaf(p, z, -2.4999993993e-1f);
+    p = fmaf(p, z, 3.3333331174e-1f);
+    float r = fmaf(-0.5f, z2, (z * z2) * p);
+    /* ln 2 = 0.693359375 - 2.12194440e-4: kf times the first part is exact */
+    return fmaf(kf, 0.693359375f, z + fmaf(kf, -2.12194440e-4f, r));
+}
+
+/* --- parameter checks ----------------------------------------------------------------------- */
+
+#define EW_PMIN 0x30800000u /* 2^-30 */
+#define EW_PMAX 0x4E800000u /* 2^30 */
+static int positive_params_ok(int64_t K, const float *p) {
+    int bad = 0;
+    for (int64_t k = 0; k < K; ++k) {
+        uint32_t b = f32_bits(p[k]); /* negative and nan have bits outside [PMIN, PMAX] */
+        bad |= b < EW_PMIN || b > EW_PMAX;
+    }
+    return !bad;
+}
+static int real_params_ok(int64_t K, const float *p) {
+    int bad = 0;
+    for (int64_t k = 0; k < K; ++k) bad |= (f32_bits(p[k]) & 0x7FFFFFFFu) > EW_PMAX;
+    return !bad;
+}
+
+/* --- the element functions ------------------------------------------------------------------
+ * Each takes x, the parameter a and the upstream gradient g, computes the outputs whose flag is
+ * set (literals at every call, so that the rest is compiled away) and returns 1 for a hard
+ * element. dy/dx comes back multiplied by g, dy/da multiplied by g and 0 for a hard element. */
+
+/* Swish y = x S(u), u = b x. dy/dx = S(u)(1 + u S(-u)) has a simple zero at u = R; within
+ * |u - R| < SW_BAND it is d P(d), d = u - R from the exact product b x (fmaf gives its rounding
+ * error; u - R_HI is exact there), P the Taylor polynomial of degree 7 (relative truncation
+ * 5e-10 on the band). Outside, |dy/dx| > 0.046 and the float32 formula is within 1.2e-6. */
+#define SW_X_BIG 0x5D5E0B6Bu /* bits of 1e18f */
+#define SW_U_BIG 80.0f
+#define SW_R_HI (-1.27846455574035645f)
+#define SW_R_LO (-1.2784645427610738 - (double)SW_R_HI)
+#define SW_BAND 0.2f
+static inline EW_AI int swish_elem(float xv, float b, float gv, int ny, int nx, int na, float *y, float *dx,
+                                   float *da) {
+    int hard_x = (f32_bits(xv) & 0x7FFFFFFFu) > SW_X_BIG; /* also inf and nan */
+    float xs = clampf(xv, -1e18f, 1e18f);                  /* |u| <= 2^30 1e18: finite */
+    float u = b * xs;
+    float au = u < 0.0f ? -u : u;
+    int hard = hard_x | (au > SW_U_BIG);
+    float e = exp_f32(clampf(-u, EXP_LO, EXP_HI));
+    float s = 1.0f / (1.0f + e); /* S(u) */
+    if (ny) *y = xs * s;
+    if (nx || na) {
+        float sm = e * s; /* S(-u), not 1 - S(u) */
+        if (nx) {
+            float gen = s * fmaf(u, sm, 1.0f);
+            float err = fmaf(b, xs, -u);
+            float d = ((u - SW_R_HI) - (float)SW_R_LO) + err;
+            float p = 7.9852188183979978e-4f;
+            p = fmaf(p, d, 1.26627410081122e-4f);
+            p = fmaf(p, d, -6.6065891383566964e-3f);
+            p = fmaf(p, d, -1.5222655223188032e-2f);
+            p = fmaf(p, d, 1.8874814223782313e-2f);
+            p = fmaf(p, d, 1.466487969969469e-1f);
+            p = fmaf(p, d, 2.178117057198001e-1f);
+            float ad = d < 0.0f ? -d : d;
+            *dx = gv * select_f32(ad < SW_BAND, d * p, gen);
+        }
+        if (na) {
+            float v = gv * (xs * (xs * (s * sm))); /* x^2 S(u) S(-u) */
+            *da = zero_if(hard, v);
+        }
+    }
+    return hard;
+}
+
+/* Adaptive ReLU, exponential CDF: y = x (1 - e^{-u}), u = a x, for x > 0 (else 0).
+ * dy/dx = (1 - e^{-u}) + u e^{-u}; dy/da = x^2 e^{-u} = (x e^{-u/2})^2. u is formed from x capped
+ * at 2^96 (a <= 2^30 keeps it finite; beyond the cap e^{-u} is 0 anyway). Only a non-finite x
+ * is hard. */
+#define RE_X_CAP 7.922816251426434e28f /* 2^96 */
+static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, int na, float *y, float *dx,
+                                  float *da) {
+    int hard = nonfinite_f32(xv);
+    float xp = clampf(xv, 0.0f, FLT_MAX);
+    float u = a * clampf(xv, 0.0f, RE_X_CAP);
+    float f = -expm1_f32(-u); /* 1 - e^{-u}, relative accuracy for small u */
+    if (ny) *y = abs_f32(xp * f); /* >= 0: +0, not -0, for x <= 0 (as the ATen path) */
+    if (nx || na) {
+        float e2 = exp0_f32(-0.5f * u); /* e^{-u/2}: no overflow of x^2, no underflow of e^{-u} */
+        if (nx) *dx = gv * fmaf(clampf(u, 0.0f, 1e4f) * e2, e2, f);
+        if (na) {
+            float t = e2 * xp;
+            float v = gv * (t * t);
+            *da = zero_if(hard, v);
+        }
+    }
+    return hard;
+}
+
+/* Adaptive Gumbel: y = 1 - e^{-L}, L = log1p(q)/a, q = a e^x (x taken at min(x, 60); above,
+ * log1p(q) grows by x - 60). Hard where L > 10 (log1p(q) > 10 a) or x is not finite; L is capped
+ * at 20 so that hard elements stay finite. dy/dx = e^{-L} e^x/(1 + q);
+ * dy/da = -e^{-L} h/a^2, h = log1p(q) - q/(1 + q), formed for q < 1/2 (where h cancels) as
+ * -e^{-L} e^{2x} g(q), g(q) = h/q^2 from a degree 8 polynomial in 4q - 1 (Chebyshev
+ * interpolation, relative error 5e-9). */
+#define GU_X_CLAMP 60.0f
+#define GU_L_HARD 10.0f
+static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx, int na, float *y, float *dx,
+                                    float *da) {
+    float ia = 1.0f / a;
+    float xc = clampf(xv, -FLT_MAX, GU_X_CLAMP);
+    float ex = exp0_f32(xc);
+    float q = a * ex;
+    float lq = log1p_f32(q) + clampf(xv - GU_X_CLAMP, 0.0f, FLT_MAX);
+    int hard = nonfinite_f32(xv) | (lq > GU_L_HARD * a);
+    float Lc = clampf(lq, 0.0f, 2.0f * GU_L_HARD * a);
+    float L = Lc * ia;
+    if (ny) *y = abs_f32(expm1_f32(-L)); /* 1 - e^{-L} >= 0: +0, not -0, at L = 0 */
+    if (nx || na) {
+        float E = exp_f32(-L);
+        float rm = 1.0f / (1.0f + q);
+        if (nx) *dx = gv * ((ex * rm) * E);
+        if (na) {
+            float h = Lc - q * rm; /* Lc = lq wherever the element is not hard */
+            float large = ((E * h) * ia) * ia;
+            float t = fmaf(4.0f, q, -1.0f);
+            float p = 1.9794268894921195e-6f;
+            p = fmaf(p, t, -9.7582654151162212e-6f);
+            p = fmaf(p, t, 4.3478933744754567e-5f);
+            p = fmaf(p, t, -2.1225798804737851e-4f);
+            p = fmaf(p, t, 1.0308095932528334e-3f);
+            p = fmaf(p, t, -4.9208045905160419e-3f);
+            p = fmaf(p, t, 2.2890460239175316e-2f);
+            p = fmaf(p, t, -1.0059362797564093e-1f);
+            p = fmaf(p, t, 3.7029682102735609e-1f);
+            float exs = clampf(ex, 0.0f, 1e9f); /* where q < 1/2, ex < 2^-1/a <= 2^29: unchanged */
+            float small = ((E * exs) * p) * exs;
+            float v = -gv * select_f32(q < 0.5f, small, large);
+            *da = zero_if(hard, v);
+        }
+    }
+    return hard;
+}
+
+/* --- the loops --------------------------------------------------------------------------------
+ * EW_RUNS walks [e0, e1) in runs of constant parameter (inner > 1) or of one row of K parameters
+ * (inner == 1), within a run in blocks of at most EW_BLOCK elements, and runs AFTER_RUN after
+ * each run. */
+
+#define EW_RUNS(BODY_SCALAR, BODY_VECTOR, AFTER_RUN)                                               \
+    int64_t row = inner == 1 ? 0 : e0 / inner; /* one division per call, none per run */           \
+    int64_t k0 = inner == 1 ? e0 % K : row % K;                                                    \
+    for (int64_t i = e0; i < e1;) {                                                                \
+        int64_t end = inner == 1 ? i + (K - k0) : (row + 1) * inner;                               \
+        if (end > e1) end = e1;                                                                    \
+        for (int64_t b0 = i; b0 < end; b0 += EW_BLOCK) {                                           \
+            const int64_t b1 = b0 + EW_BLOCK < end ? b0 + EW_BLOCK : end;                          \
+            if (inner == 1) {                                                                      \
+                const float *pk = p + k0 + (b0 - i);                                               \
+                float *fk = fb ? fb + k0 + (b0 - i) : NULL;                                        \
+                (void)fk;                                                                          \
+                BODY_VECTOR                                                                        \
+            } else {                                                                               \
+                const float pa = p[k0];                                                            \
+                BODY_SCALAR                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        AFTER_RUN                                                                                  \
+        i = end;                                                                                   \
+        if (inner == 1) {                                                                          \
+            k0 = 0;                                                                                \
+        } else {                                                                                   \
+            ++row;                                                                                 \
+            if (++k0 == K) k0 = 0;                                                                 \
+        }                                                                                          \
+    }
+
+/* rows of K float32 partial sums per flush into the float64 sums (inner == 1) */
+#define EW_FLUSH_ROWS 16
+
+#define DEFINE_ELEMENTWISE(OP, SUF, T, PARAMS_OK)                                                  \
+int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x, T *y,         \
+                       const float *p) {                                                           \
+    if (!PARAMS_OK(K, p)) return -1;                                                               \
+    float *fb = NULL;                                                                              \
+    int64_t hard = 0;                                                                              \
+    EW_RUNS({                                                                                      \
+        int nh = 0;                                                                                \
+        _Pragma("omp simd reduction(+:nh)")                                                        \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float d1; float d2;                                                                      \
+            nh += OP##_elem(load_##SUF(x, j), pa, 0.0f, 1, 0, 0, &yv, &d1, &d2);                   \
+            store_##SUF(y, j, yv);                                                                 \
+        }                                                                                          \
+        hard += nh;                                                                                \
+    }, {                                                                                           \
+        int nh = 0;                                                                                \
+        _Pragma("omp simd reduction(+:nh)")                                                        \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float d1; float d2;                                                                      \
+            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], 0.0f, 1, 0, 0, &yv, &d1, &d2);           \
+            store_##SUF(y, j, yv);                                                                 \
+        }                                                                                          \
+        hard += nh;                                                                                \
+    }, )                                                                                           \
+    return hard;                                                                                   \
+}                                                                                                  \
+static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K,  \
+        const T *x, const T *g, T *gx, const float *p, double *acc, float *fb, int nx, int na) {   \
+    int64_t hard = 0;                                                                              \
+    int rows = 0;                                                                                  \
+    EW_RUNS({                                                                                      \
+        int nh = 0;                                                                                \
+        float sa = 0.0f;                                                                           \
+        _Pragma("omp simd reduction(+:nh,sa)")                                                     \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float dxv; float dav;                                                        \
+            nh += OP##_elem(load_##SUF(x, j), pa, load_##SUF(g, j), 0, nx, na, &yv, &dxv, &dav);   \
+            if (nx) store_##SUF(gx, j, dxv);                                                       \
+            if (na) sa += dav;                                                                     \
+        }                                                                                          \
+        if (na) acc[k0] += (double)sa;                                                             \
+        hard += nh;                                                                                \
+    }, {                                                                                           \
+        int nh = 0;                                                                                \
+        _Pragma("omp simd reduction(+:nh)")                                                        \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float dxv; float dav;                                                        \
+            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], load_##SUF(g, j), 0, nx, na, &yv, &dxv,  \
+                            &dav);                                                                 \
+            if (nx) store_##SUF(gx, j, dxv);                                                       \
+            if (na) fk[j - b0] += dav;                                                             \
+        }                                                                                          \
+        hard += nh;                                                                                \
+    }, {                                                                                           \
+        if (na && inner == 1) {                                                                    \
+            rows += end == i + (K - k0);                                                           \
+            if (rows == EW_FLUSH_ROWS || end == e1) {                                              \
+                _Pragma("omp simd")                                                                \
+                for (int64_t k = 0; k < K; ++k) {                                                  \
+                    acc[k] += (double)fb[k];                                                       \
+                    fb[k] = 0.0f;                                                                  \
+                }                                                                                  \
+                rows = 0;                                                                          \
+            }                                                                                      \
+        }                                                                                          \
+    })                                                                                             \
+    return hard;                                                                                   \
+}                                                                                                  \
+/* gx (may be NULL) = g dy/dx; acc (may be NULL) += the per-parameter sums of g dy/da. Returns the \
+ * hard count, or -1 (nothing done) for a parameter out of range or a failed allocation. */        \
+int64_t OP##_bwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x, const T *g,   \
+                       T *gx, const float *p, double *acc) {                                       \
+    if (!PARAMS_OK(K, p)) return -1;                                                               \
+    float *fb = NULL;                                                                              \
+    if (acc && inner == 1) { /* float32 partial sums per parameter, flushed every few rows */      \
+        fb = (float *)calloc((size_t)K, sizeof(float));                                            \
+        if (!fb) return -1;                                                                        \
+    }                                                                                              \
+    int64_t hard = 0;                                                                              \
+    if (gx && acc)                                                                                 \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 1, 1);                  \
+    else if (gx)                                                                                   \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 1, 0);                  \
+    else if (acc)                                                                                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 0, 1);                  \
+    free(fb);                                                                                      \
+    return hard;                                                                                   \
+}                                                                                                  \
+/* mask[i] = 1 for the hard elements of [e0, e1) (mask indexed like x), else 0 */                  \
+int64_t OP##_hard_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x,              \
+                        const float *p, uint8_t *mask) {                                           \
+    if (!PARAMS_OK(K, p)) return -1;                                                               \
+    float *fb = NULL;                                                                              \
+    int64_t hard = 0;                                                                              \
+    EW_RUNS({                                                                                      \
+        int nh = 0;                                                                                \
+        _Pragma("omp simd reduction(+:nh)")                                                        \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float d1; float d2;                                                                      \
+            int h = OP##_elem(load_##SUF(x, j), pa, 0.0f, 0, 0, 0, &yv, &d1, &d2);                 \
+            mask[j] = (uint8_t)h;                                                                  \
+            nh += h;                                                                               \
+        }                                                                                          \
+        hard += nh;                                                                                \
+    }, {                                                                                           \
+        int nh = 0;                                                                                \
+        _Pragma("omp simd reduction(+:nh)")                                                        \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float d1; float d2;                                                                      \
+            int h = OP##_elem(load_##SUF(x, j), pk[j - b0], 0.0f, 0, 0, 0, &yv, &d1, &d2);         \
+            mask[j] = (uint8_t)h;                                                                  \
+            nh += h;                                                                               \
+        }                                                                                          \
+        hard += nh;                                                                                \
+    }, )                                                                                           \
+    return hard;                                                                                   \
+}
+
+DEFINE_ELEMENTWISE(swish, f32, float, real_params_ok)
+DEFINE_ELEMENTWISE(swish, bf16, uint16_t, real_params_ok)
+DEFINE_ELEMENTWISE(relu, f32, float, positive_params_ok)
+DEFINE_ELEMENTWISE(relu, bf16, uint16_t, positive_params_ok)
+DEFINE_ELEMENTWISE(gumbel, f32, float, positive_params_ok)
+DEFINE_ELEMENTWISE(gumbel, bf16, uint16_t, positive_params_ok)
+
+/* For the tests: the vectorised expm1 and log1p on an array. */
+void ew_expm1_f32(int64_t n, const float *x, float *y) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; ++i) y[i] = expm1_f32(x[i]);
+}
+void ew_log1p_f32(int64_t n, const float *x, float *y) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; ++i) y[i] = log1p_f32(x[i]);
+}
