@@ -56,9 +56,13 @@ class GradCAM:
 
     Example::
 
-        >>> cam = GradCAM(net, net.stage3)
-        >>> maps = cam(images)            # (N, H, W), each in [0, 1]
-        >>> cam.remove()
+        >>> import torch
+        >>> from ashlib.models.resnet import preact_resnet
+        >>> net = preact_resnet(20, act="ash")
+        >>> with GradCAM(net, net.stage3) as cam:
+        ...     maps = cam(torch.randn(2, 3, 32, 32))   # (N, H, W) at the input size, in [0, 1]
+        >>> tuple(maps.shape), bool(((maps >= 0) & (maps <= 1)).all())
+        ((2, 32, 32), True)
     """
 
     def __init__(self, model: nn.Module, target_layer: nn.Module) -> None:

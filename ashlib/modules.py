@@ -128,8 +128,8 @@ class LeakyASH(ASH):
 
     Example::
 
-        >>> LeakyASH(k=0.2, slope=0.05).slope
-        0.05...
+        >>> round(LeakyASH(k=0.2, slope=0.05).slope, 6)
+        0.05
     """
 
     def __init__(self, k: float = 0.5, alpha: float = 1.0, slope: float = 0.01, learn_alpha: bool = True,

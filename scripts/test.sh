@@ -8,7 +8,7 @@ export MPLBACKEND=Agg
 # two pytest workers on two cores: one thread each, or the OpenMP pools of the two notebook
 # kernels oversubscribe the cores and run several times slower
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-args=(tests)
+args=(tests --doctest-modules ashlib)
 if compgen -G "notebooks/*.ipynb" >/dev/null; then
   args+=(--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks)
 fi

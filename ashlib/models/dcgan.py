@@ -58,6 +58,7 @@ class DCGANGenerator(nn.Module):
 
     Example::
 
+        >>> import torch
         >>> DCGANGenerator(nz=16, ngf=8, nc=1, image_size=32, act="ash")(torch.randn(2, 16)).shape
         torch.Size([2, 1, 32, 32])
     """

@@ -29,6 +29,7 @@ class LeNet5(nn.Module):
 
     Example::
 
+        >>> import torch
         >>> LeNet5("agumbel", "relu", batch_norm=True)(torch.randn(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """

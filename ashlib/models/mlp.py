@@ -31,6 +31,7 @@ class MLP(nn.Module):
 
     Example::
 
+        >>> import torch
         >>> MLP(10, 1, width=10, depth=8, act="agumbel")(torch.randn(5, 10)).shape
         torch.Size([5, 1])
     """
