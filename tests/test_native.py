@@ -116,8 +116,9 @@ def test_odd_shapes_match_aten(shape):
         assert _rel(a_, b_) <= 2e-6
 
 
-def test_bfloat16_matches_aten_within_one_rounding():
-    x = torch.randn(6, 4, 9, 9, generator=torch.Generator().manual_seed(3)).bfloat16()
+@pytest.mark.parametrize("shape", [(6, 4, 9, 9), (3, 5000)])  # rows shorter and longer than the widening chunk
+def test_bfloat16_matches_aten_within_one_rounding(shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3)).bfloat16()
     r = _both_backends(x)
     eps = torch.finfo(torch.bfloat16).eps
     y_n, y_a = r["native"][0].float(), r["aten"][0].float()

@@ -17,6 +17,21 @@
 
 #include "vecmath.h"
 
+/* A float32 scratch buffer of at least `count` elements, one per thread, kept between calls: a
+ * fresh malloc of a few hundred kB per call is an mmap and a page fault per 4 kB. NULL when out
+ * of memory. The memory stays with the thread (it is as large as the largest sample seen). */
+static float *row_buffer(size_t count) {
+    static __thread float *buf = NULL;
+    static __thread size_t cap = 0;
+    if (count > cap) {
+        float *p = (float *)realloc(buf, sizeof(float) * count);
+        if (!p) return NULL;
+        buf = p;
+        cap = count;
+    }
+    return buf;
+}
+
 /* t = mu + z*sigma (float64) as t_hi + t_lo in float32: x - t_hi is exact near t (Sterbenz),
  * so (x - t_hi) - t_lo is x - t to float32 relative precision even where 2*alpha*|t| is large. */
 static inline void split_threshold(double t, float *hi, float *lo) {
@@ -31,15 +46,24 @@ static inline void split_threshold(double t, float *hi, float *lo) {
  * FLT_MAX/64, and max|x| below MAXABS (beyond it, x*S(u) can be above 1e-30 where exp(-u)
  * leaves the clamped range of exp_f32). */
 #define MAXABS 6.7108864e7 /* 2^26 */
+#define WIDEN_CHUNK 2048 /* bfloat16 backward: elements widened to float32 at a time */
+/* bwd_pass1 with `leaky` a literal in each branch (one specialised loop per case) */
+#define BWD_PASS1(N, XF, GF, PART, OUT)                                                             \
+    do {                                                                                           \
+        if (leaky)                                                                                 \
+            bwd_pass1((N), (XF), (GF), (PART), thi, tlo, A, c, ell, 1, (OUT));                     \
+        else                                                                                       \
+            bwd_pass1((N), (XF), (GF), (PART), thi, tlo, A, c, ell, 0, (OUT));                     \
+    } while (0)
 #define LANES 16 /* float32 lanes of the backward's partial sums (any vector width works) */
 #define GROUP 8  /* terms each lane adds in float32 before going into float64 */
 typedef float vf16 __attribute__((vector_size(LANES * sizeof(float))));
 typedef double vd16 __attribute__((vector_size(LANES * sizeof(double))));
 /* One element of pass 1: w = x g S(u) S(-u) (the terms of R1), w d (R2), g x S(-u) (Rl, leaky
  * only), and the element-wise part of dL/dx into part[i]. */
-#define BWD_ELEMENT(SUF, i, W1, W2, WL)                                                            \
+#define BWD_ELEMENT(i, W1, W2, WL)                                                                 \
     do {                                                                                           \
-        float xv = load_##SUF(xr, i), gv = load_##SUF(gr, i);                                      \
+        float xv = xr[i], gv = gr[i];                                                              \
         float d = (xv - thi) - tlo;                                                                \
         float e = exp_f32(clampf(-A * d, EXP_LO, EXP_HI));                                         \
         float s = 1.0f / (1.0f + e);   /* S(u) */                                                  \
@@ -54,14 +78,14 @@ typedef double vd16 __attribute__((vector_size(LANES * sizeof(double))));
 
 /* COUNT (<= LANES) elements from i on into the lane sums a1, a2, al; INIT is empty or "= {0}"
  * (zero padding when COUNT < LANES). */
-#define BWD_STEP(SUF, COUNT, INIT)                                                                 \
+#define BWD_STEP(COUNT, INIT)                                                                 \
     do {                                                                                           \
         float w1[LANES] __attribute__((aligned(64))) INIT;                                         \
         float w2[LANES] __attribute__((aligned(64))) INIT;                                         \
         float wl[LANES] __attribute__((aligned(64))) INIT;                                         \
         _Pragma("omp simd")                                                                        \
         for (int l = 0; l < (COUNT); ++l) {                                                        \
-            BWD_ELEMENT(SUF, i + l, w1[l], w2[l], wl[l]);                                          \
+            BWD_ELEMENT(i + l, w1[l], w2[l], wl[l]);                                          \
         }                                                                                          \
         vf16 v1, v2, vl;                                                                           \
         memcpy(&v1, w1, sizeof v1);                                                                \
@@ -79,40 +103,37 @@ typedef double vd16 __attribute__((vector_size(LANES * sizeof(double))));
  * in the loop): the sums are about as accurate as float32 products summed in float64 (an omp
  * simd reduction in float64 costs half as much again, GCC keeping its lanes on the stack).
  * `leaky` is a literal at each call, so the compiler builds one loop per case. */
-#define DEFINE_PASS1(SUF, T)                                                                       \
-static inline __attribute__((always_inline)) void bwd_pass1_##SUF(                                 \
-        int64_t n, const T *xr, const T *gr, float *part, float thi, float tlo, float A, float c,  \
-        float ell, int leaky, double out[3]) {                                                     \
-    const float cA = c * A;                                                                        \
-    vd16 d1 = {0}, d2 = {0}, dl = {0};                                                             \
-    for (int64_t i = 0; i < n;) {                                                                  \
-        const int64_t group_end = i + GROUP * LANES < n ? i + GROUP * LANES : n;                   \
-        vf16 a1 = {0}, a2 = {0}, al = {0};                                                         \
-        for (; i + LANES <= group_end; i += LANES) {                                               \
-            BWD_STEP(SUF, LANES, );                                                                \
-        }                                                                                          \
-        if (i < group_end) { /* the sample's last few elements, fewer than LANES, zero-padded */   \
-            const int m = (int)(group_end - i);                                                    \
-            BWD_STEP(SUF, m, = {0});                                                               \
-            i = group_end;                                                                         \
-        }                                                                                          \
-        d1 += __builtin_convertvector(a1, vd16);                                                   \
-        d2 += __builtin_convertvector(a2, vd16);                                                   \
-        dl += __builtin_convertvector(al, vd16);                                                   \
-    }                                                                                              \
-    double r1 = 0.0, r2 = 0.0, rl = 0.0;                                                           \
-    for (int l = 0; l < LANES; ++l) {                                                              \
-        r1 += d1[l];                                                                               \
-        r2 += d2[l];                                                                               \
-        rl += dl[l];                                                                               \
-    }                                                                                              \
-    out[0] = r1;                                                                                   \
-    out[1] = r2;                                                                                   \
-    out[2] = rl;                                                                                   \
+static inline __attribute__((always_inline)) void bwd_pass1(
+        int64_t n, const float *xr, const float *gr, float *part, float thi, float tlo, float A, float c,
+        float ell, int leaky, double out[3]) {
+    const float cA = c * A;
+    vd16 d1 = {0}, d2 = {0}, dl = {0};
+    for (int64_t i = 0; i < n;) {
+        const int64_t group_end = i + GROUP * LANES < n ? i + GROUP * LANES : n;
+        vf16 a1 = {0}, a2 = {0}, al = {0};
+        for (; i + LANES <= group_end; i += LANES) {
+            BWD_STEP(LANES, );
+        }
+        if (i < group_end) { /* the sample's last few elements, fewer than LANES, zero-padded */
+            const int m = (int)(group_end - i);
+            BWD_STEP(m, = {0});
+            i = group_end;
+        }
+        d1 += __builtin_convertvector(a1, vd16);
+        d2 += __builtin_convertvector(a2, vd16);
+        dl += __builtin_convertvector(al, vd16);
+    }
+    double r1 = 0.0, r2 = 0.0, rl = 0.0;
+    for (int l = 0; l < LANES; ++l) {
+        r1 += d1[l];
+        r2 += d2[l];
+        rl += dl[l];
+    }
+    out[0] = r1;
+    out[1] = r2;
+    out[2] = rl;
 }
 
-DEFINE_PASS1(f32, float)
-DEFINE_PASS1(bf16, uint16_t)
 
 #define DEFINE_KERNELS(SUF, T)                                                                     \
 /* y = x*(ell + c*S(u)) over one sample, u = A(x - t), c = 1 - ell; ASH is ell = 0.                \
@@ -172,32 +193,59 @@ int ash_forward_##SUF(int64_t rows, int64_t n, const T *x, T *y, double eps, dou
     }                                                                                              \
     return ok;                                                                                     \
 }                                                                                                  \
-/* Backward, two passes per sample: pass 1 (bwd_pass1_*) gives the sums R1, R2, Rl and the         \
+/* Backward, two passes per sample: pass 1 (bwd_pass1) gives the sums R1, R2, Rl and the           \
  * element-wise part of dL/dx (in gx itself for float32, else in a float32 row buffer); pass 2     \
- * adds the path through mu and sigma. gx, R2, Rl may be NULL when not needed. Returns 0, or -1    \
- * if the row buffer could not be allocated. */                                                    \
+ * adds the path through mu and sigma. bfloat16 samples are first widened to float32 row buffers,  \
+ * so that both types run the same float32 loops. gx, R2, Rl may be NULL when not needed.          \
+ * Returns 0, or -1 if the row buffers could not be allocated. */                                  \
 int ash_backward_##SUF(int64_t rows, int64_t n, const T *x, const T *g, T *gx, const double *mu,   \
                        const double *sigma, double z, float A, float ell, double *R1, double *R2,  \
                        double *Rl) {                                                               \
     const float c = 1.0f - ell;                                                                    \
     const int leaky = ell != 0.0f || Rl != NULL;                                                   \
-    const int direct = sizeof(T) == sizeof(float); /* float32: pass 1 writes into gx itself */     \
+    const int direct = sizeof(T) == sizeof(float); /* float32: no widening, pass 1 writes into gx */\
     float *buf = NULL;                                                                             \
-    if (gx && !direct) {                                                                           \
-        buf = (float *)malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));                            \
+    if (!direct) {                                                                                 \
+        buf = row_buffer(2 * (size_t)n + WIDEN_CHUNK); /* part, widened x, a chunk of g */         \
         if (!buf) return -1;                                                                       \
     }                                                                                              \
     for (int64_t r = 0; r < rows; ++r) {                                                           \
         const T *xr = x + r * n, *gr = g + r * n;                                                  \
         T *gxr = gx ? gx + r * n : NULL;                                                           \
-        float *part = gx ? (direct ? (float *)(void *)gxr : buf) : NULL;                           \
         float thi, tlo;                                                                            \
         split_threshold(mu[r] + z * sigma[r], &thi, &tlo);                                         \
-        double sums[3];                                                                            \
-        if (leaky)                                                                                 \
-            bwd_pass1_##SUF(n, xr, gr, part, thi, tlo, A, c, ell, 1, sums);                        \
-        else                                                                                       \
-            bwd_pass1_##SUF(n, xr, gr, part, thi, tlo, A, c, ell, 0, sums);                        \
+        double sums[3] = {0.0, 0.0, 0.0};                                                          \
+        const float *xf;                                                                           \
+        float *part;                                                                               \
+        if (direct) {                                                                              \
+            xf = (const float *)(const void *)xr;                                                  \
+            part = gx ? (float *)(void *)gxr : NULL;                                               \
+            BWD_PASS1(n, xf, (const float *)(const void *)gr, part, sums);                         \
+        } else {                                                                                   \
+            /* widen a chunk at a time and run pass 1 on it while it is in L1, so that the         \
+             * loads of the next chunk overlap with arithmetic; x stays widened for pass 2 */      \
+            float *xw = buf + n, *gw = buf + 2 * n;                                                \
+            part = gx ? buf : NULL;                                                                \
+            for (int64_t c0 = 0; c0 < n; c0 += WIDEN_CHUNK) {                                      \
+                const int64_t len = n - c0 < WIDEN_CHUNK ? n - c0 : WIDEN_CHUNK;                   \
+                _Pragma("omp simd")                                                                \
+                for (int64_t i = 0; i < len; ++i) {                                                \
+                    xw[c0 + i] = load_##SUF(xr, c0 + i);                                           \
+                    gw[i] = load_##SUF(gr, c0 + i);                                                \
+                }                                                                                  \
+                /* ask for the next chunk now: its loads then overlap with this chunk's work */    \
+                for (int64_t i = c0 + WIDEN_CHUNK; i < c0 + 2 * WIDEN_CHUNK && i < n; i += 32) {   \
+                    __builtin_prefetch(xr + i);                                                    \
+                    __builtin_prefetch(gr + i);                                                    \
+                }                                                                                  \
+                double part_sums[3];                                                               \
+                BWD_PASS1(len, xw + c0, gw, part ? part + c0 : NULL, part_sums);                   \
+                sums[0] += part_sums[0];                                                           \
+                sums[1] += part_sums[1];                                                           \
+                sums[2] += part_sums[2];                                                           \
+            }                                                                                      \
+            xf = xw;                                                                               \
+        }                                                                                          \
         R1[r] = sums[0];                                                                           \
         if (R2) R2[r] = sums[1];                                                                   \
         if (Rl) Rl[r] = sums[2];                                                                   \
@@ -208,11 +256,10 @@ int ash_backward_##SUF(int64_t rows, int64_t n, const T *x, const T *g, T *gx, c
         float k0 = (float)(-wn * (1.0 + z * z));                                                   \
         _Pragma("omp simd")                                                                        \
         for (int64_t i = 0; i < n; ++i) {                                                          \
-            float d = (load_##SUF(xr, i) - thi) - tlo;                                             \
+            float d = (xf[i] - thi) - tlo;                                                         \
             store_##SUF(gxr, i, fmaf(k1, d, part[i] + k0));                                        \
         }                                                                                          \
     }                                                                                              \
-    free(buf);                                                                                     \
     return 0;                                                                                      \
 }
 
