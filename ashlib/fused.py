@@ -164,15 +164,12 @@ def _threshold_split(mu: Tensor, sigma: Tensor, z: float, cd: torch.dtype) -> Tu
 
 
 BACKENDS = ("native", "triton", "aten")
-_NATIVE_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 
 def _native_lib(x: Tensor):
-    """The native CPU kernels when they can take x, else None."""
-    if x.device.type != "cpu" or x.dtype not in _NATIVE_DTYPES or torch.compiler.is_compiling():
-        return None
+    """The native CPU kernels when they can take x (see :func:`ashlib.native.library_for`), else None."""
     from ashlib import native
-    return native.library()
+    return native.library_for(x)
 
 
 def _triton_ok(x: Tensor) -> bool:
@@ -217,12 +214,13 @@ def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
     """(y, mu, sigma, ok) from the C kernels: each sample's statistics (float64, (N, 1)) and,
     while it is in cache, its output; ok is False when some sample fails the range check
     (y is then incomplete and the caller uses the reference)."""
+    from ashlib import native
     from ashlib.native import parallel_rows
     rows, n = x2.shape
     mu = torch.empty(rows, 1, dtype=torch.float64)
     sigma = torch.empty_like(mu)
     y = torch.empty_like(x2)
-    fn = getattr(lib, "ash_forward_" + _NATIVE_DTYPES[x2.dtype])
+    fn = getattr(lib, "ash_forward_" + native.DTYPE_SUFFIX[x2.dtype])
     ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(y, r0), eps, zf,
                                                   _CANCELLATION_RATIO, A, 0.0 if lf is None else lf,
                                                   _ptr_rows(mu, r0), _ptr_rows(sigma, r0)))
@@ -232,13 +230,14 @@ def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
 def _native_backward(lib, x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float,
                      lf: Optional[float], need_x: bool, need_a: bool, need_l: bool):
     """(gx or None, R1, R2 or None, Rl or None), as the ATen path computes them."""
+    from ashlib import native
     from ashlib.native import parallel_rows
     rows, n = x2.shape
     gx = torch.empty_like(x2) if need_x else None
     R1 = torch.empty(rows, 1, dtype=torch.float64)
     R2 = torch.empty_like(R1) if need_a else None
     Rl = torch.empty_like(R1) if (need_l and lf is not None) else None
-    fn = getattr(lib, "ash_backward_" + _NATIVE_DTYPES[x2.dtype])
+    fn = getattr(lib, "ash_backward_" + native.DTYPE_SUFFIX[x2.dtype])
 
     def opt(t, r0):
         return None if t is None else _ptr_rows(t, r0)

@@ -303,7 +303,6 @@ def _reduce(ga: Tensor, shape: torch.Size) -> Tensor:
 
 # --- native CPU kernels (ashlib/native/elementwise_cpu.c) ------------------------------------
 
-_NATIVE_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
 _NATIVE_NAMES = {"swish": "swish", "relu_exp": "relu", "gumbel": "gumbel"}
 #: A parameter that is constant along runs shorter than this many contiguous elements is repeated
 #: to one value per element of the run (the kernels then walk it as a vector): on short runs the
@@ -318,11 +317,9 @@ _PATCH_TERMS = {"swish": _swish_terms, "relu_exp": _relu_exp_terms, "gumbel": _g
 
 
 def _native_lib(x: Tensor):
-    """The native kernels when they can take x (CPU float32/bfloat16, not compiling), else None."""
-    if x.device.type != "cpu" or x.dtype not in _NATIVE_DTYPES or torch.compiler.is_compiling():
-        return None
+    """The native CPU kernels when they can take x (see :func:`ashlib.native.library_for`), else None."""
     from ashlib import native
-    return native.library()
+    return native.library_for(x)
 
 
 def _native_layout(x: Tensor, a: Tensor) -> Optional[Tuple[int, int]]:
@@ -342,6 +339,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
                      need_a: bool):
     """What :func:`_evaluate` returns, from the C kernels (float64 for the hard elements), or
     None when the kernels decline this call (parameter layout or range, mostly hard elements)."""
+    from ashlib import native
     from ashlib.native import parallel_rows
     layout = _native_layout(x, a)
     if layout is None or a.dtype != torch.float32 or not (need_y or need_x or need_a):
@@ -355,7 +353,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     p = p.contiguous()
     xc = x.detach().contiguous()
     n = xc.numel()
-    name, suf = _NATIVE_NAMES[op], _NATIVE_DTYPES[x.dtype]
+    name, suf = _NATIVE_NAMES[op], native.DTYPE_SUFFIX[x.dtype]
     y = torch.empty_like(xc) if need_y else None
     gx = torch.empty_like(xc) if need_x else None
     gc = None

@@ -73,6 +73,7 @@ _LAUNCH = {"enable_fp_fusion": True}
 # Bound by _kernels() on first use (triton is an optional dependency); the kernel functions
 # below resolve these names only when triton.jit or the interpreter runs them.
 tl = libdevice = _add = None
+_gate = None  # the kernels call it; each mode binds its own jitted helper (see _kernels)
 
 
 def _interpret() -> bool:

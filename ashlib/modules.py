@@ -9,7 +9,6 @@ recommend, so that gradient steps can never make them non-positive.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn

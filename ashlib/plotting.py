@@ -9,7 +9,7 @@ one self-contained.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import sympy as sp

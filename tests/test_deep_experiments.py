@@ -8,7 +8,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 
 from ashlib.__main__ import main
 from ashlib.experiments import experiment_names, make_config, run_experiment

@@ -5,7 +5,6 @@ No test here times anything: speed is measured by benchmarks/bench_activations.p
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -230,7 +230,7 @@ class DCGANResult(ExperimentResult):
                 for o in others)
         rel = self.relative_step_times()
         c = "relu" in rel and "ash" in rel and rel["ash"] < 1.0
-        ev = (f"final fd " + ", ".join(f"{k} {v['final_fd']:.2f}" for k, v in s.items())
+        ev = ("final fd " + ", ".join(f"{k} {v['final_fd']:.2f}" for k, v in s.items())
               + f" (ratio {max(finals) / min(finals):.2f}: {'similar' if a else 'not similar'}); epochs to fd <= "
               f"{s['ASH']['target_fd']:.2f}: " + ", ".join(f"{k} {v['epochs_to_target']}" for k, v in s.items())
               + "; generator step time relative to ReLU: "

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["library", "available", "build", "parallel_rows", "SOURCES", "SIGNATURES"]
+__all__ = ["library", "library_for", "available", "build", "parallel_rows", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".c"))
@@ -148,6 +148,18 @@ def library() -> Optional[ctypes.CDLL]:
             warnings.warn(f"ashlib: native CPU kernels unavailable, using the ATen implementation of the "
                           f"fused ASH ({err})", RuntimeWarning, stacklevel=3)
     return _lib
+
+
+#: torch dtype -> suffix of the C functions for it
+DTYPE_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+def library_for(x: torch.Tensor) -> Optional[ctypes.CDLL]:
+    """The kernels when they can take ``x``: a CPU float32 or bfloat16 tensor, outside
+    ``torch.compile`` (which traces the ATen paths instead); else None."""
+    if x.device.type != "cpu" or x.dtype not in DTYPE_SUFFIX or torch.compiler.is_compiling():
+        return None
+    return library()
 
 
 def available() -> bool:
