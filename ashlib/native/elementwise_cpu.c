@@ -32,6 +32,15 @@
 
 #include "vecmath.h"
 
+/* expm1: the Taylor coefficients 1/8!, ..., 1/2 of (e^r - 1 - r)/r^2 */
+static const float EXPM1_POLY[7] = {2.48015873015873e-5f, 1.984126984126984e-4f, 1.388888888888889e-3f, 8.333333333333333e-3f, 4.166666666666667e-2f, 1.666666666666667e-1f, 0.5f};
+/* log1p: P of log1p_f32 (the Cephes logf coefficients) */
+static const float LOG1P_POLY[9] = {7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f};
+/* Swish: silu'(u)/(u - root) near the zero of silu' (see swish_bwd) */
+static const float SWISH_ROOT_POLY[7] = {7.9852188183979978e-4f, 1.26627410081122e-4f, -6.6065891383566964e-3f, -1.5222655223188032e-2f, 1.8874814223782313e-2f, 1.466487969969469e-1f, 2.178117057198001e-1f};
+/* adaptive Gumbel: the series of dL/dalpha for small q (see gumbel_bwd) */
+static const float GUMBEL_SERIES_POLY[9] = {1.9794268894921195e-6f, -9.7582654151162212e-6f, 4.3478933744754567e-5f, -2.1225798804737851e-4f, 1.0308095932528334e-3f, -4.9208045905160419e-3f, 2.2890460239175316e-2f, -1.0059362797564093e-1f, 3.7029682102735609e-1f};
+
 #define EW_BLOCK 512 /* elements per float32 partial sum and per int32 count */
 #define EW_AI __attribute__((always_inline))
 
@@ -75,13 +84,7 @@ static inline float expm1_f32(float v) {
     float kf = km - magic;
     float r = fmaf(kf, -0.693145751953125f, v);
     r = fmaf(kf, -1.428606765330187e-06f, r);
-    float p = 2.48015873015873e-5f; /* 1/8! */
-    p = fmaf(p, r, 1.984126984126984e-4f);
-    p = fmaf(p, r, 1.388888888888889e-3f);
-    p = fmaf(p, r, 8.333333333333333e-3f);
-    p = fmaf(p, r, 4.166666666666667e-2f);
-    p = fmaf(p, r, 1.666666666666667e-1f);
-    p = fmaf(p, r, 0.5f);
+    float p = horner_f32(r, EXPM1_POLY, 7);
     float em = fmaf(r * r, p, r);
     float t = bits_f32(0x3F800000u + (f32_bits(km) << 23)); /* 2^k (the low bits of km hold k) */
     return fmaf(t, em, t - 1.0f);
@@ -98,15 +101,7 @@ static inline float log1p_f32(float q) {
     float sc = bits_f32((254u << 23) - (ix & 0xFF800000u)); /* 2^-k */
     float z = fmaf(q, sc, sc - 1.0f);
     float z2 = z * z;
-    float p = 7.0376836292e-2f;
-    p = fmaf(p, z, -1.1514610310e-1f);
-    p = fmaf(p, z, 1.1676998740e-1f);
-    p = fmaf(p, z, -1.2420140846e-1f);
-    p = fmaf(p, z, 1.4249322787e-1f);
-    p = fmaf(p, z, -1.6668057665e-1f);
-    p = fmaf(p, z, 2.0000714765e-1f);
-    p = fmaf(p, z, -2.4999993993e-1f);
-    p = fmaf(p, z, 3.3333331174e-1f);
+    float p = horner_f32(z, LOG1P_POLY, 9);
     float r = fmaf(-0.5f, z2, (z * z2) * p);
     /* ln 2 = 0.693359375 - 2.12194440e-4: kf times the first part is exact */
     return fmaf(kf, 0.693359375f, z + fmaf(kf, -2.12194440e-4f, r));
@@ -160,13 +155,7 @@ static inline EW_AI int swish_elem(float xv, float b, float gv, int ny, int nx, 
             float gen = s * fmaf(u, sm, 1.0f);
             float err = fmaf(b, xs, -u);
             float d = ((u - SW_R_HI) - (float)SW_R_LO) + err;
-            float p = 7.9852188183979978e-4f;
-            p = fmaf(p, d, 1.26627410081122e-4f);
-            p = fmaf(p, d, -6.6065891383566964e-3f);
-            p = fmaf(p, d, -1.5222655223188032e-2f);
-            p = fmaf(p, d, 1.8874814223782313e-2f);
-            p = fmaf(p, d, 1.466487969969469e-1f);
-            p = fmaf(p, d, 2.178117057198001e-1f);
+            float p = horner_f32(d, SWISH_ROOT_POLY, 7);
             float ad = d < 0.0f ? -d : d;
             *dx = gv * select_f32(ad < SW_BAND, d * p, gen);
         }
@@ -229,15 +218,7 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
             float h = Lc - q * rm; /* Lc = lq wherever the element is not hard */
             float large = ((E * h) * ia) * ia;
             float t = fmaf(4.0f, q, -1.0f);
-            float p = 1.9794268894921195e-6f;
-            p = fmaf(p, t, -9.7582654151162212e-6f);
-            p = fmaf(p, t, 4.3478933744754567e-5f);
-            p = fmaf(p, t, -2.1225798804737851e-4f);
-            p = fmaf(p, t, 1.0308095932528334e-3f);
-            p = fmaf(p, t, -4.9208045905160419e-3f);
-            p = fmaf(p, t, 2.2890460239175316e-2f);
-            p = fmaf(p, t, -1.0059362797564093e-1f);
-            p = fmaf(p, t, 3.7029682102735609e-1f);
+            float p = horner_f32(t, GUMBEL_SERIES_POLY, 9);
             float exs = clampf(ex, 0.0f, 1e9f); /* where q < 1/2, ex < 2^-1/a <= 2^29: unchanged */
             float small = ((E * exs) * p) * exs;
             float v = -gv * select_f32(q < 0.5f, small, large);
@@ -280,6 +261,21 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
         }                                                                                          \
     }
 
+/* One block of the forward or the hard-element scan: the element function at parameter PARAM
+ * (y wanted when NEED_Y), SINK per element (h is 1 for a hard element), and the hard count. */
+#define EW_SCAN(OP, SUF, PARAM, NEED_Y, SINK)                                                      \
+    {                                                                                              \
+        int nh = 0;                                                                                \
+        _Pragma("omp simd reduction(+:nh)")                                                        \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float d1; float d2;                                                          \
+            int h = OP##_elem(load_##SUF(x, j), PARAM, 0.0f, NEED_Y, 0, 0, &yv, &d1, &d2);         \
+            SINK;                                                                                  \
+            nh += h;                                                                               \
+        }                                                                                          \
+        hard += nh;                                                                                \
+    }
+
 /* rows of K float32 partial sums per flush into the float64 sums (inner == 1) */
 #define EW_FLUSH_ROWS 16
 
@@ -289,25 +285,8 @@ int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T
     if (!PARAMS_OK(K, p)) return -1;                                                               \
     float *fb = NULL;                                                                              \
     int64_t hard = 0;                                                                              \
-    EW_RUNS({                                                                                      \
-        int nh = 0;                                                                                \
-        _Pragma("omp simd reduction(+:nh)")                                                        \
-        for (int64_t j = b0; j < b1; ++j) {                                                        \
-            float yv; float d1; float d2;                                                                      \
-            nh += OP##_elem(load_##SUF(x, j), pa, 0.0f, 1, 0, 0, &yv, &d1, &d2);                   \
-            store_##SUF(y, j, yv);                                                                 \
-        }                                                                                          \
-        hard += nh;                                                                                \
-    }, {                                                                                           \
-        int nh = 0;                                                                                \
-        _Pragma("omp simd reduction(+:nh)")                                                        \
-        for (int64_t j = b0; j < b1; ++j) {                                                        \
-            float yv; float d1; float d2;                                                                      \
-            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], 0.0f, 1, 0, 0, &yv, &d1, &d2);           \
-            store_##SUF(y, j, yv);                                                                 \
-        }                                                                                          \
-        hard += nh;                                                                                \
-    }, )                                                                                           \
+    EW_RUNS(EW_SCAN(OP, SUF, pa, 1, store_##SUF(y, j, yv)),                                        \
+            EW_SCAN(OP, SUF, pk[j - b0], 1, store_##SUF(y, j, yv)), )                              \
     return hard;                                                                                   \
 }                                                                                                  \
 static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K,  \
@@ -378,27 +357,8 @@ int64_t OP##_hard_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const 
     if (!PARAMS_OK(K, p)) return -1;                                                               \
     float *fb = NULL;                                                                              \
     int64_t hard = 0;                                                                              \
-    EW_RUNS({                                                                                      \
-        int nh = 0;                                                                                \
-        _Pragma("omp simd reduction(+:nh)")                                                        \
-        for (int64_t j = b0; j < b1; ++j) {                                                        \
-            float yv; float d1; float d2;                                                                      \
-            int h = OP##_elem(load_##SUF(x, j), pa, 0.0f, 0, 0, 0, &yv, &d1, &d2);                 \
-            mask[j] = (uint8_t)h;                                                                  \
-            nh += h;                                                                               \
-        }                                                                                          \
-        hard += nh;                                                                                \
-    }, {                                                                                           \
-        int nh = 0;                                                                                \
-        _Pragma("omp simd reduction(+:nh)")                                                        \
-        for (int64_t j = b0; j < b1; ++j) {                                                        \
-            float yv; float d1; float d2;                                                                      \
-            int h = OP##_elem(load_##SUF(x, j), pk[j - b0], 0.0f, 0, 0, 0, &yv, &d1, &d2);         \
-            mask[j] = (uint8_t)h;                                                                  \
-            nh += h;                                                                               \
-        }                                                                                          \
-        hard += nh;                                                                                \
-    }, )                                                                                           \
+    EW_RUNS(EW_SCAN(OP, SUF, pa, 0, mask[j] = (uint8_t)h),                                         \
+            EW_SCAN(OP, SUF, pk[j - b0], 0, mask[j] = (uint8_t)h), )                               \
     return hard;                                                                                   \
 }
 
