@@ -150,17 +150,29 @@ def _range_ok(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: float, a: 
     return bool(torch.all(torch.isfinite(bound) & (bound <= fi.max / 64)))
 
 
-def _threshold_split(mu: Tensor, sigma: Tensor, z: float, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
-    """t = mu + z*sigma (float64) as t_hi + t_lo in the compute dtype.
+def split_threshold(t: Tensor, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """A float64 threshold t as t_hi + t_lo in the compute dtype ``cd``.
 
     x - t_hi is exact where it matters (Sterbenz: x within a factor 2 of t_hi), and then
     subtracting t_lo leaves x - t correct to the compute dtype's relative precision, which a
-    single rounded t cannot give once 2*alpha*|t| is large.
+    single rounded t cannot give once 2*alpha*|t| is large. (The C kernels do the same per sample.)
     """
-    t = mu + z * sigma
     t_hi = t.to(cd)
     t_lo = (t - t_hi.to(torch.float64)).to(cd)
     return t_hi, t_lo
+
+
+def _threshold_split(mu: Tensor, sigma: Tensor, z: float, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """:func:`split_threshold` of t = mu + z*sigma."""
+    return split_threshold(mu + z * sigma, cd)
+
+
+def mean_sigma_path(R1: Tensor, sigma: Tensor, z: float, c: float, A: float, n: int) -> Tuple[Tensor, Tensor]:
+    """Per-sample (k0, k1), float64, such that the path of dL/dx through mu and sigma is
+    k0 + k1*d with d = x - t: -(W/n)(1 + z(x - mu)/sigma) = -(W/n)(1 + z^2 + z d/sigma),
+    W = c*A*R1 (see the module docstring)."""
+    Wn = R1 * (c * A / n)
+    return Wn * (-(1.0 + z * z)), Wn * (-z) / sigma
 
 
 BACKENDS = ("native", "triton", "aten")
@@ -319,9 +331,8 @@ def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float
         if need_x:
             # the path through mu and sigma: -(W/n)(1 + z(x - mu)/sigma), W = c*A*R1, written
             # with d = x - t (accurate) as -(W/n)(1 + z^2 + z*d/sigma)
-            Wn = R1 * (c * A / n)
-            k1 = (Wn * (-zf) / sigma[r0:r1]).to(cd)
-            k0 = (Wn * (-(1.0 + zf * zf))).to(cd)
+            k0, k1 = mean_sigma_path(R1, sigma[r0:r1], zf, c, A, n)
+            k0, k1 = k0.to(cd), k1.to(cd)
             gs.addcmul_(d, k1).add_(k0)
     return (gx if need_x else None), R1_all, R2_all, Rl_all
 

@@ -227,10 +227,9 @@ def _block(n: int) -> int:
 
 
 def _split(t: Tensor) -> Tuple[Tensor, Tensor]:
-    """float64 t as float32 t_hi + t_lo, contiguous (rows,) (as ashlib.fused._threshold_split)."""
-    t = t.reshape(-1).to(torch.float64)
-    t_hi = t.to(torch.float32)
-    t_lo = (t - t_hi.to(torch.float64)).to(torch.float32)
+    """float64 t as float32 t_hi + t_lo, contiguous (rows,) (:func:`ashlib.fused.split_threshold`)."""
+    from ashlib.fused import split_threshold
+    t_hi, t_lo = split_threshold(t.reshape(-1).to(torch.float64), torch.float32)
     return t_hi.contiguous(), t_lo.contiguous()
 
 
@@ -320,9 +319,8 @@ def ash_backward(x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, z: float, A:
     Rl = pl.view(rows, nb).sum(dim=1, keepdim=True) if need_l else None
     gx = None
     if need_x:
-        Wn = R1 * (c * Af / n)
-        k1 = (Wn * (-zf) / sigma).to(torch.float32).reshape(-1).contiguous()
-        k0 = (Wn * (-(1.0 + zf * zf))).to(torch.float32).reshape(-1).contiguous()
+        from ashlib.fused import mean_sigma_path
+        k0, k1 = (k.to(torch.float32).reshape(-1).contiguous() for k in mean_sigma_path(R1, sigma, zf, c, Af, n))
         gx = torch.empty_like(x2)
         with _device_ctx(x2):
             grad[(rows * nb,)](x2, g2, gx, t_hi, t_lo, k0, k1, n, nb, Af, lf, c, c * Af,
