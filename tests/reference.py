@@ -33,6 +33,12 @@ def x_grid(dtype: torch.dtype) -> list:
 ALPHAS = [1e-6, 1e-4, 1e-2, 0.1, 0.5, 1.0, 2.0, 10.0, 100.0, 1e3]
 
 
+def rel_to_scale(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|: the error of a against the reference b, relative to b's scale."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
 def relerr(ours: float, ref) -> float:
     ref = mpmath.mpf(ref)
     if ours == float("inf") or ours == float("-inf") or ours != ours:

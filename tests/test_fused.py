@@ -5,7 +5,6 @@ No test here times anything: speed is measured by benchmarks/bench_activations.p
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -13,6 +12,8 @@ import ashlib
 import ashlib.functional as AF
 from ashlib import fused as FU
 from ashlib import symbolic as S
+
+from .reference import rel_to_scale as _rel
 
 
 def _p(v, dtype=torch.float64):
@@ -50,12 +51,6 @@ def _all_grads(fn, args, seed=0, scale=1.0):
     y = fn(*args)
     g = (scale * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).to(y.dtype)
     return y, torch.autograd.grad(y, args, g)
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a - b| / max |b| (the scale of the reference)."""
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
 
 
 KINDS = ["ash", "leaky_ash"]

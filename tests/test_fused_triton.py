@@ -22,6 +22,8 @@ import ashlib.functional as AF
 from ashlib import fused as FU
 from ashlib import fused_triton as FT
 
+from .reference import rel_to_scale as _rel
+
 pytest.importorskip("triton")
 
 Z196 = 1.959963984540054
@@ -31,12 +33,6 @@ EPS = 1e-5
 @pytest.fixture(autouse=True)
 def _interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a - b| / max |b| (the scale of the reference)."""
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
 
 
 def _rel_elementwise(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-3) -> float:
