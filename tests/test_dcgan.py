@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ashlib
-from ashlib.metrics import frechet_distance, frechet_distance_features, gaussian_stats, sqrtm_psd
+from ashlib.analysis.metrics import frechet_distance, frechet_distance_features, gaussian_stats, sqrtm_psd
 from ashlib.models import DCGANDiscriminator, DCGANGenerator
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ashlib.gradcam import GradCAM, map_area, mass_inside, normalise_maps
+from ashlib.analysis.gradcam import GradCAM, map_area, mass_inside, normalise_maps
 from ashlib.models import PreActResNet
 
 

@@ -12,7 +12,7 @@ from torch import nn
 import ashlib
 from ashlib import modules as M
 from ashlib.data import load_shapes, make_shapes
-from ashlib.metrics import active_fractions, ash_thresholds
+from ashlib.analysis.metrics import active_fractions, ash_thresholds
 from ashlib.models import PreActResNet, WideResNet, activation_sites, resnet20, resnet56, resnet110, resnet164, wrn28_10
 
 

@@ -44,15 +44,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import load_celeba, load_digits
-from ..metrics import frechet_distance_features
+from ..analysis.metrics import frechet_distance_features
 from ..models import DCGANDiscriminator, DCGANGenerator, LeNet5, PreActResNet
 from ..train import evaluate, fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
+from .labels import LABELS
 from .report import mean_sd_se
 
 __all__ = ["DCGANConfig", "DCGANResult", "run_ash_dcgan", "train_feature_net", "generator_step_times"]
 
-LABELS = {"relu": "ReLU", "swish": "Swish", "silu": "SiLU", "ash": "ASH"}
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ class DCGANResult(ExperimentResult):
                 "summary": self.summary(), "rows": self.rows}
 
     def figures(self) -> dict[str, Any]:
-        from .. import plotting_deep as P  # noqa: PLC0415
+        from . import plotting_deep as P  # noqa: PLC0415
 
         return {"samples": P.sample_grid(self), "fd": P.score_curves(self)}
 

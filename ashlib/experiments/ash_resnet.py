@@ -45,10 +45,11 @@ from torch import nn
 
 from ..data import load_cifar10, load_digits
 from ..data.shapes import load_shapes
-from ..metrics import active_fractions, ash_thresholds
+from ..analysis.metrics import active_fractions, ash_thresholds
 from ..models import PreActResNet, WideResNet
 from ..train import fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
+from .labels import LABELS, label
 from .report import mean_sd_se
 
 __all__ = ["AshResNetConfig", "AshAblationConfig", "AshResNetResult", "run_ash_resnet", "build_model", "load_data",
@@ -56,14 +57,6 @@ __all__ = ["AshResNetConfig", "AshAblationConfig", "AshResNetResult", "run_ash_r
            "spearman"]
 
 ABLATION_ACTS = ("ash", "leaky-ash", "fixed-ash-10", "fixed-ash-50", "fixed-ash-90")
-#: How the appendix names the activations.
-LABELS = {"relu": "ReLU", "swish": "Swish", "silu": "SiLU", "ash": "ASH", "leaky-ash": "L-ASH",
-          "fixed-ash-10": "F-ASH-10", "fixed-ash-50": "F-ASH-50", "fixed-ash-90": "F-ASH-90"}
-
-
-def label(act: str) -> str:
-    """The appendix's name of an activation (``fixed-ash-10`` -> ``F-ASH-10``)."""
-    return LABELS.get(act, act)
 
 
 @dataclass(frozen=True)
@@ -319,7 +312,7 @@ class AshResNetResult(ExperimentResult):
                 "env": self.env, "summary": self.summary(), "rows": self.rows}
 
     def figures(self) -> dict[str, Any]:
-        from .. import plotting_deep as P  # noqa: PLC0415
+        from . import plotting_deep as P  # noqa: PLC0415
 
         figs = {"curves": P.training_curves(self)}
         if self.thresholds():
@@ -515,7 +508,7 @@ def gradcam_study(result: AshResNetResult, images: torch.Tensor, labels: torch.T
     Returns ``(maps, rows)``: ``maps["ASH stage1"]`` is (N, H, W) in [0, 1] (upsampled to the input);
     ``rows`` give per (activation, layer) the mean area of the map at or above 0.5 (how broad it is)
     and, with masks, the mean share of the map's mass on the object (how localised on it)."""
-    from ..gradcam import GradCAM, map_area, mass_inside  # noqa: PLC0415
+    from ..analysis.gradcam import GradCAM, map_area, mass_inside  # noqa: PLC0415
 
     seed = result.config.seeds[0] if seed is None else seed
     maps: dict[str, torch.Tensor] = {}

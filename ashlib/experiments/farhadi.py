@@ -227,7 +227,7 @@ class Table1Result(ExperimentResult):
                 "datasets": self.datasets, "summary": self.summary(), "rows": self.rows}
 
     def figures(self) -> dict[str, Any]:
-        from .. import plotting_train as P  # noqa: PLC0415 (matplotlib only when figures are asked for)
+        from . import plotting_train as P  # noqa: PLC0415 (matplotlib only when figures are asked for)
 
         figs = {"table1_vs_paper": P.table1_figure(self)}
         if any(r.get("alphas") for r in self.rows):
@@ -516,7 +516,7 @@ class Table2Result(ExperimentResult):
                 "summary": self.summary(), "rows": self.rows}
 
     def figures(self) -> dict[str, Any]:
-        from .. import plotting_train as P  # noqa: PLC0415
+        from . import plotting_train as P  # noqa: PLC0415
 
         return {"table2_vs_paper": P.table2_figure(self), "table2_curves": P.table2_curves(self)}
 

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-from . import functional as AF
-from . import modules as M
+from .. import functional as AF
+from .. import modules as M
 
 __all__ = ["sqrtm_psd", "frechet_distance", "gaussian_stats", "frechet_distance_features", "ash_thresholds",
            "active_fractions", "ASH_TYPES", "extract_features"]
@@ -77,7 +77,7 @@ def extract_features(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int 
 
 
 def _sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from .models.resnet import activation_sites  # noqa: PLC0415
+    from ..models.resnet import activation_sites  # noqa: PLC0415
 
     return activation_sites(model)
 

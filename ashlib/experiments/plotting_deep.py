@@ -11,9 +11,11 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from .labels import label
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .experiments.ash_dcgan import DCGANResult
-    from .experiments.ash_resnet import AshResNetResult
+    from .ash_dcgan import DCGANResult
+    from .ash_resnet import AshResNetResult
 
 __all__ = ["training_curves", "validation_loss_curves", "thresholds_by_depth", "gradcam_grid", "sample_grid",
            "score_curves", "image_grid"]
@@ -39,7 +41,6 @@ def _band(ax, rows: list[dict[str, Any]], key: str, lab: str) -> None:
 def training_curves(result: "AshResNetResult", keys: Sequence[str] = ("train_loss", "val_loss", "val_acc")) -> Figure:
     """Supp. Fig. 1 analogue: per activation, mean ± sd over seeds of the training loss, the
     validation loss and the validation accuracy by epoch."""
-    from .experiments.ash_resnet import label  # noqa: PLC0415
 
     curves = result.curves()
     titles = {"train_loss": "training loss", "val_loss": "validation loss", "val_acc": "validation accuracy",

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from . import functional as AF
+from .. import functional as AF
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .experiments.farhadi import Table1Result, Table2Result
+    from .farhadi import Table1Result, Table2Result
 
 __all__ = ["table1_figure", "alpha_histogram", "learned_activations", "alpha_spread_figure", "table2_figure",
            "table2_curves"]
