@@ -1,11 +1,21 @@
-"""Pure tensor functions of the activations: the math, with no parameters and no state.
+"""The public tensor functions of the activations: they validate the arguments and call the
+registered operators of :mod:`ashlib.ops` (``torch.ops.ashlib.*``).
 
-Every function here is the numerically careful form of a formula in
-:mod:`ashlib.symbolic` (see the numerical contract in DESIGN.md): float64 results agree with
-50-digit references to about 1e-12 relative, float32 to about 1e-5, outputs and gradients are
-finite for every finite input, and half-precision inputs are computed in float32 and cast back.
+Every function meets the numerical contract of DESIGN.md: float64 results agree with 50-digit
+references to about 1e-12 relative, float32 to about 1e-5, outputs and gradients are finite for
+every finite input, and half-precision inputs are computed in float32 and cast back.
 
-Where the textbook formula loses digits, the implementation says why next to the code.
+Where an operator cannot go, the same call runs the plain ATen formulas of
+:mod:`ashlib.reference` instead, so that no workflow gets a wrong number:
+
+* under ``torch.jit.trace``, ``torch.export`` and the ONNX exporters (the exported graph then
+  holds standard operations and runs without ashlib);
+* under ``torch.func`` transforms (vmap, grad, jvp, jacrev, hessian) and forward-mode AD, which
+  custom operators do not support (a jvp through one would silently return a zero tangent);
+* for parameters with more than one element (a per-element z or alpha).
+
+Gradients of gradients (``create_graph=True``) go through the operators, whose backward is then
+the differentiable reference composite. ``impl="reference"`` asks for the composite directly.
 """
 
 from __future__ import annotations
@@ -17,21 +27,21 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from . import reference as R
+from .ops import ash_family as _ash_ops
+from .ops import elementwise as _ew_ops
+from .ops._common import Dim, is_number as _is_number, reduce_dims
+
 __all__ = [
     "ash", "hard_ash", "topk_ash", "leaky_ash", "adaptive_gumbel", "adaptive_relu", "swish",
     "z_from_k", "k_from_z", "reduce_dims", "map_statistics",
 ]
 
 Number = Union[int, float]
-Dim = Optional[Union[int, Sequence[int]]]
 _STD_NORMAL = NormalDist()
 
 
 # --- argument checks ---------------------------------------------------------------------
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def check_open_unit(name: str, value) -> None:
@@ -41,16 +51,17 @@ def check_open_unit(name: str, value) -> None:
 
 
 def check_positive(name: str, value) -> None:
-    """Raise ValueError unless ``value`` (a number, or a tensor outside compilation) is > 0."""
+    """Raise ValueError unless ``value`` is finite and > 0.
+
+    Numbers are checked here. Tensors are checked here only on the reference path in plain eager
+    mode on the CPU; the operators check one-element parameters inside their kernels, so that
+    no forward reads a tensor's value on the host (no graph break, no device synchronisation).
+    """
     if _is_number(value):
         ok = value > 0 and math.isfinite(value)
-    elif isinstance(value, Tensor) and not _compiling() and value.device.type == "cpu":
-        if value.numel() == 1:  # the common case (a module's alpha): one float, no tensor ops
-            v = value.item()
-            ok = v > 0 and math.isfinite(v)
-        else:
-            ok = bool(torch.all(value > 0)) and bool(torch.all(torch.isfinite(value)))
-    else:  # a CUDA tensor: checking would synchronise the device on every call
+    elif isinstance(value, Tensor) and value.device.type == "cpu" and _plain_eager() and value.numel() > 0:
+        ok = bool(torch.all((value > 0) & torch.isfinite(value)))
+    else:
         return
     if not ok:
         shown = value if _is_number(value) else value.detach().flatten()[:8].tolist()
@@ -63,132 +74,58 @@ def check_nonnegative(name: str, value) -> None:
         raise ValueError(f"{name}={value!r} is out of range: {name} must be finite and >= 0")
 
 
-def _compiling() -> bool:
-    try:
-        return torch.compiler.is_compiling()
-    except AttributeError:  # older torch
-        return False
+def _check_eps(eps) -> None:
+    if not (_is_number(eps) and eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps={eps!r} is out of range: eps must be finite and > 0 (it keeps sigma and "
+                         "its gradient finite on a constant feature map)")
 
 
-# --- dtype helpers -----------------------------------------------------------------------
-
-
-def _compute_dtype(x: Tensor, wide: bool = False) -> torch.dtype:
-    """The dtype a formula is evaluated in for input ``x``.
-
-    Half-precision inputs are computed in float32: their own precision cannot represent the
-    intermediates (eps, exp of moderate numbers). With ``wide=True`` every input narrower than
-    float64 is computed in float64: the element-wise formulas of Farhadi et al. and Swish have
-    derivatives such as x**2 * exp(-alpha*x) whose factors underflow float32 (exp(-100) is
-    subnormal) while the product is a normal number, and adaptive Gumbel multiplies the
-    rounding error of its exponent L by L (up to ~70).
-    """
+def _check_x(x) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise ValueError(f"x has dtype {x.dtype}; a floating-point tensor is required")
-    if x.dtype == torch.float64:
-        return x.dtype
-    if wide:
-        return torch.float64
-    if x.dtype in (torch.float16, torch.bfloat16):
-        return torch.float32
-    return x.dtype
 
 
-def _as_tensor(v, like: Tensor) -> Tensor:
-    if isinstance(v, Tensor):
-        return v.to(dtype=like.dtype, device=like.device)
-    return torch.as_tensor(v, dtype=like.dtype, device=like.device)
+# --- where the operators can go -------------------------------------------------------------------
 
 
-# --- elementary functions with accurate derivatives ---------------------------------------
+def _functorch_active() -> bool:
+    return torch._C._functorch.get_dynamic_layer_stack_depth() > 0
 
 
-class _Sigmoid(torch.autograd.Function):
-    """sigmoid(u) whose derivative is S(u)*S(-u), not S*(1 - S).
-
-    ``1 - S(u)`` cancels catastrophically for u > ~20 (it becomes 0 or a rounding error), which
-    ruins d/d alpha of Swish and ASH where the true derivative is tiny but far above 1e-30.
-    """
-
-    @staticmethod
-    def forward(ctx, u: Tensor) -> Tensor:
-        ctx.save_for_backward(u)
-        return torch.sigmoid(u)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (u,) = ctx.saved_tensors
-        return grad * (torch.sigmoid(u) * torch.sigmoid(-u))
+def _forward_ad_active() -> bool:
+    from torch.autograd import forward_ad
+    return forward_ad._current_level >= 0
 
 
-class _OneMinusExpNeg(torch.autograd.Function):
-    """1 - exp(-u), computed as -expm1(-u), with derivative exp(-u) computed directly.
-
-    Autograd of expm1 forms exp(-u) as expm1(-u) + 1, which has an absolute error of 1e-16
-    and so no relative accuracy once exp(-u) is small.
-    """
-
-    @staticmethod
-    def forward(ctx, u: Tensor) -> Tensor:
-        ctx.save_for_backward(u)
-        return -torch.expm1(-u)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (u,) = ctx.saved_tensors
-        return grad * torch.exp(-u)
+def _use_reference() -> bool:
+    """True where a registered operator would be wrong or unsupported: tracing, export, functorch
+    transforms and forward-mode AD (a decision on modes, never on tensor values)."""
+    if torch.compiler.is_compiling():
+        return torch.compiler.is_exporting()
+    return torch.jit.is_tracing() or _functorch_active() or _forward_ad_active()
 
 
-def _softplus(v: Tensor) -> Tensor:
-    # log(1 + exp(v)) to full relative accuracy for every v. torch's F.softplus switches to the
-    # identity above a threshold (an error of exp(-20) relative), so it is not used here.
-    return -torch.nn.functional.logsigmoid(-v)
+def _plain_eager() -> bool:
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or _functorch_active())
 
 
-#: Coefficients c_j of g(q) = (q/(1+q) - log1p(q)) / q**2 = sum_j c_j q**j, c_j = (-1)**(j+1) (j+1)/(j+2).
-_G_SERIES = [(-1.0) ** (j + 1) * (j + 1) / (j + 2) for j in range(24)]
-#: Below this value of v = x + log(alpha) (q = e**v < e**-2.5 = 0.082) the series is used.
-_G_SERIES_BELOW = -2.5
+def _one_element(*vals) -> bool:
+    return all(v is None or _is_number(v) or (isinstance(v, Tensor) and v.numel() == 1) for v in vals)
 
 
-class _AdaptiveGumbel(torch.autograd.Function):
-    """sigma_alpha(x) = 1 - exp(-L), L = log(1 + alpha*exp(x)) / alpha, with analytic derivatives.
+_IMPLS = ("fused", "reference")
 
-    The forward uses ``L = softplus(x + log alpha) / alpha`` and ``-expm1(-L)``, which keep full
-    relative accuracy where the printed form returns 0 (output ~ e**x) or overflows.
-    The derivative dL/dalpha = (q/(1+q) - log1p(q)) / alpha**2 (q = alpha*e**x) is a difference
-    of two nearly equal terms when q is small (both ~ q, the difference ~ -q**2/2), so it is
-    taken from its Taylor series there. exp(-L) * dL/dalpha is formed only where exp(-L) > 0:
-    dL/dalpha may overflow exactly where exp(-L) underflows, and their product is then 0.
-    """
 
-    @staticmethod
-    def forward(ctx, x: Tensor, a: Tensor) -> Tensor:
-        log_a = torch.log(a)
-        v = x + log_a
-        L = _softplus(v) / a
-        ctx.save_for_backward(x, a, v, L)
-        return -torch.expm1(-L)
+def _check_impl(impl: str) -> str:
+    if impl not in _IMPLS:
+        raise ValueError(f"impl={impl!r} is not supported: impl must be one of {_IMPLS}")
+    return impl
 
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, a, v, L = ctx.saved_tensors
-        e = torch.exp(-L)
-        gx = ga = None
-        if ctx.needs_input_grad[0]:
-            gx = grad * (e * (torch.sigmoid(v) / a))
-        if ctx.needs_input_grad[1]:
-            direct = -((_softplus(v) - torch.sigmoid(v)) / a) / a
-            v_s = torch.clamp(v, max=_G_SERIES_BELOW)
-            q = torch.exp(v_s)
-            g = torch.full_like(q, _G_SERIES[-1])
-            for c in reversed(_G_SERIES[:-1]):
-                g = g * q + c
-            ex = torch.exp(v_s - torch.log(a))  # e**x where the series applies
-            series = (ex * ex) * g
-            dL_da = torch.where(v < _G_SERIES_BELOW, series, direct)
-            ga = grad * torch.where(e > 0, e * dL_da, torch.zeros_like(e))
-        return gx, ga
+
+def _by_operator(impl: str, *params) -> bool:
+    return _check_impl(impl) == "fused" and _one_element(*params) and not _use_reference()
 
 
 # --- the Gaussian percentile map -----------------------------------------------------------
@@ -219,138 +156,29 @@ def k_from_z(z: Union[Number, Tensor]) -> Union[float, Tensor]:
 # --- ASH -----------------------------------------------------------------------------------
 
 
-def reduce_dims(x: Tensor, dim: Dim = None) -> Tuple[int, ...]:
-    """The dims ASH takes its statistics over: ``dim`` normalised to a sorted tuple.
-
-    ``None`` means every dim but the batch (dim 0) when ``x.dim() >= 2``, and dim 0 for 1-D x.
-    """
-    if x.dim() == 0:
-        raise ValueError("x is a 0-d tensor; ASH needs at least one dimension to take statistics over")
-    if dim is None:
-        return tuple(range(1, x.dim())) if x.dim() >= 2 else (0,)
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    if not dims:
-        raise ValueError("dim=() is empty: give at least one dimension")
-    out = []
-    for d in dims:
-        if not -x.dim() <= d < x.dim():
-            raise ValueError(f"dim={dim!r} is out of range for a {x.dim()}-d input: each dim must lie in "
-                             f"[{-x.dim()}, {x.dim() - 1}]")
-        out.append(d % x.dim())
-    return tuple(sorted(set(out)))
-
-
-def _scaled_statistics(xc: Tensor, dims: Tuple[int, ...]):
-    """Per-sample power-of-two scale and the mean and variance of x / scale.
-
-    Dividing by a power of two near max|x| is exact and keeps every intermediate in [-2, 2),
-    so the statistics neither overflow (|x| near the float max) nor underflow.
-    """
-    amax = torch.amax(xc.detach().abs(), dim=dims, keepdim=True)
-    _, exponent = torch.frexp(amax)
-    scale = torch.ldexp(torch.ones_like(amax), exponent - 1)
-    y = xc / scale
-    my = torch.mean(y, dim=dims, keepdim=True)
-    vy = torch.mean((y - my) ** 2, dim=dims, keepdim=True)
-    return scale, y, my, vy
-
-
-def _sigma_over_scale(scale: Tensor, vy: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
-    """sigma = sqrt(scale^2 vy + eps) and sigma / scale, both without overflow or underflow."""
-    root_eps = math.sqrt(eps)
-    if eps == 0:
-        sy = torch.sqrt(vy)
-        return scale * sy, sy
-    # scale >= sqrt(eps): sigma/scale = hypot(sqrt(vy), sqrt(eps)/scale); eps/scale^2 itself
-    # would underflow to 0 for scale > ~1e151 (a constant map near the float max)
-    sy_a = torch.hypot(torch.sqrt(vy), root_eps / torch.clamp(scale, min=root_eps))
-    # scale < sqrt(eps), a map far below sqrt(eps): sigma ~ sqrt(eps); eps/scale^2 would overflow
-    r_b = torch.clamp(scale, max=root_eps) / root_eps
-    sigma_b = root_eps * torch.sqrt(r_b * r_b * vy + 1)
-    case_a = scale >= root_eps
-    sigma = torch.where(case_a, scale * sy_a, sigma_b)
-    return sigma, torch.where(case_a, sy_a, sigma_b / scale)
-
-
-class _MapStatistics(torch.autograd.Function):
-    """Per-sample (mu, sigma = sqrt(population variance + eps)) over ``dims``, with keepdim.
-
-    Computed in units of a power-of-two scale (no overflow for |x| up to the float max), with
-    the analytic derivative d mu/dx_j = 1/n, d sigma/dx_j = (x_j - mu)/(n sigma) formed from
-    scale-free ratios: differentiating through the scaled formulas would multiply and divide
-    by the scale (up to 2**1023) and overflow to inf * 0 on huge maps.
-    """
-
-    @staticmethod
-    def forward(ctx, xc: Tensor, dims: Tuple[int, ...], eps: float):
-        scale, y, my, vy = _scaled_statistics(xc, dims)
-        sigma, sy = _sigma_over_scale(scale, vy, eps)
-        ctx.dims = dims
-        ctx.n = math.prod(xc.shape[d] for d in dims)
-        ctx.save_for_backward(y, my, sy)
-        return scale * my, sigma
-
-    @staticmethod
-    def backward(ctx, grad_mu: Tensor, grad_sigma: Tensor):
-        y, my, sy = ctx.saved_tensors
-        # (x_j - mu) / sigma = (y_j - my) / sy, |.| <= sqrt(n); sy > 0 whenever y_j != my
-        ratio = torch.where(y == my, torch.zeros_like(y), (y - my) / torch.where(sy > 0, sy, torch.ones_like(sy)))
-        return (grad_mu + grad_sigma * ratio) / ctx.n, None, None
-
-
 def map_statistics(x: Tensor, dim: Dim = None, eps: float = 1e-5) -> Tuple[Tensor, Tensor]:
     """Per-sample mean and ``sqrt(population variance + eps)`` over ``dim`` (keepdim), as ASH uses.
 
     Differentiable (gradients flow back to x); finite for every finite x.
     """
     check_nonnegative("eps", eps)
-    dims = reduce_dims(x, dim)
-    xc = x.to(_compute_dtype(x, wide=True))
-    mu, sigma = _MapStatistics.apply(xc, dims, float(eps))
+    _check_x(x)
+    mu, sigma = R.statistics(R.wide(x), reduce_dims(x, dim), float(eps))
     return mu.to(x.dtype), sigma.to(x.dtype)
 
 
-def _ash_argument(xc: Tensor, z, alpha, dims: Tuple[int, ...], eps: float) -> Tensor:
-    """u = 2*alpha*(x - mu - z*sigma), computed without overflow for any finite x."""
-    mu, sigma = _MapStatistics.apply(xc, dims, float(eps))
-    z = _as_tensor(z, xc)
-    two_alpha = 2 * _as_tensor(alpha, xc)
-    # x - t itself can exceed the float range (x = max, t = -max): it is clamped so that an
-    # infinite u (where the sigmoid is flat) cannot meet a zero gradient as inf * 0 in backward
-    big = torch.finfo(xc.dtype).max
-    return two_alpha * torch.clamp(xc - mu - z * sigma, -big, big)
-
-
-def _ash_family(x: Tensor, z, alpha, dim: Dim, eps: float, slope=None, hard: bool = False) -> Tensor:
-    check_positive("alpha", alpha)
-    if hard:
-        check_nonnegative("eps", eps)
-    elif not (_is_number(eps) and eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"eps={eps!r} is out of range: eps must be finite and > 0 (it keeps sigma and "
-                         "its gradient finite on a constant feature map)")
-    dims = reduce_dims(x, dim)
-    # float64 throughout: in float32 the rounding of x - t (relative to |t|) is multiplied by
-    # |u| in the tail, which breaks the 1e-5 contract there
-    xc = x.to(_compute_dtype(x, wide=True))
-    u = _ash_argument(xc, z, alpha, dims, eps)
-    if hard:
-        out = xc * (u >= 0).to(xc.dtype)
-    else:
-        gate = _Sigmoid.apply(u)
-        if slope is not None:
-            # a + (1 - a) S(u) written as S(u) + a S(-u): d/da = S(-u) without the cancellation of 1 - S(u)
-            gate = gate + _as_tensor(slope, xc) * _Sigmoid.apply(-u)
-        out = xc * gate
-    return out.to(x.dtype)
-
-
-_IMPLS = ("fused", "reference")
-
-
-def _check_impl(impl: str) -> str:
-    if impl not in _IMPLS:
-        raise ValueError(f"impl={impl!r} is not supported: impl must be one of {_IMPLS}")
-    return impl
+def _ash_args(x: Tensor, z, alpha, slope, dim: Dim, eps) -> Tuple[int, ...]:
+    _check_x(x)
+    # one-element tensors are checked inside the operator's kernel; here numbers, and tensors
+    # bound for the reference composite (in plain eager mode on the CPU)
+    by_op = _one_element(z, alpha, slope)
+    for name, v in (("alpha", alpha), ("slope", slope)):
+        if v is not None and (_is_number(v) or not by_op):
+            check_positive(name, v)
+    if _is_number(z) and not math.isfinite(z):
+        raise ValueError(f"z={z!r} is out of range: z must be finite")
+    _check_eps(eps)
+    return reduce_dims(x, dim)
 
 
 def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0,
@@ -368,23 +196,19 @@ def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] 
         z: threshold in standard deviations (number or tensor broadcastable to x).
         alpha: sharpness > 0; alpha -> inf gives :func:`hard_ash`.
         dim: dims of the statistics; default every dim but the batch (dim 0), or dim 0 for 1-D x.
+            ``dim=-1`` takes statistics per token of an (N, T, C) input.
         eps: added to the variance, > 0.
-        impl: ``"fused"`` (default; :mod:`ashlib.fused`, saves only x and per-sample statistics)
-            or ``"reference"`` (the straightforward autograd form below).
+        impl: ``"fused"`` (default: the operator ``torch.ops.ashlib.ash``, which saves only x and
+            per-row statistics) or ``"reference"`` (the plain ATen composite of :mod:`ashlib.reference`).
+
+    >>> import torch
+    >>> ash(torch.tensor([[-1.0, 0.0, 1.0, 2.0]]), z=0.0, alpha=1.0).round(decimals=4)
+    tensor([[-0.0474,  0.0000,  0.7311,  1.9051]])
     """
-    if _check_impl(impl) == "fused":
-        from ashlib import fused
-        return fused.ash(x, z, alpha, dim, eps)
-    return _ash_family(x, z, alpha, dim, eps)
-
-
-def hard_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, dim: Dim = None, eps: float = 1e-5) -> Tensor:
-    r"""Hard ASH (App. eq. A2): :math:`x_i \, H(x_i - \mu_X - z\sigma_X)`, keeping ``x >= mu + z*sigma``.
-
-    The limit of :func:`ash` as alpha -> inf (off the threshold). Its derivative with respect
-    to z is zero almost everywhere, which is why the paper smooths it.
-    """
-    return _ash_family(x, z, 1.0, dim, eps, hard=True)
+    dims = _ash_args(x, z, alpha, None, dim, eps)
+    if _by_operator(impl, z, alpha):
+        return _ash_ops.ash(x, z, alpha, dims, eps)
+    return R.ash(x, z, alpha, None, dims, float(eps))
 
 
 def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0,
@@ -397,12 +221,26 @@ def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Te
     so that values above the threshold pass with slope 1 and values below with slope ``a``.
     ``impl`` as in :func:`ash`.
     """
-    if _is_number(slope) and not (slope > 0 and math.isfinite(slope)):
-        raise ValueError(f"slope={slope!r} is out of range: slope must be finite and > 0")
-    if _check_impl(impl) == "fused":
-        from ashlib import fused
-        return fused.leaky_ash(x, z, alpha, slope, dim, eps)
-    return _ash_family(x, z, alpha, dim, eps, slope=slope)
+    dims = _ash_args(x, z, alpha, slope, dim, eps)
+    if _by_operator(impl, z, alpha, slope):
+        return _ash_ops.leaky_ash(x, z, alpha, slope, dims, eps)
+    return R.ash(x, z, alpha, slope, dims, float(eps))
+
+
+def hard_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, dim: Dim = None, eps: float = 1e-5) -> Tensor:
+    r"""Hard ASH (App. eq. A2): :math:`x_i \, H(x_i - \mu_X - z\sigma_X)`, keeping ``x >= mu + z*sigma``.
+
+    The limit of :func:`ash` as alpha -> inf (off the threshold). Its derivative with respect
+    to z is zero almost everywhere, which is why the paper smooths it.
+    """
+    _check_x(x)
+    check_nonnegative("eps", eps)
+    if _is_number(z) and not math.isfinite(z):
+        raise ValueError(f"z={z!r} is out of range: z must be finite")
+    dims = reduce_dims(x, dim)
+    if _by_operator("fused", z):
+        return _ash_ops.hard_ash(x, z, dims, float(eps))
+    return R.hard_ash(x, z, dims, float(eps))
 
 
 def topk_ash(x: Tensor, k: float, dim: Dim = None) -> Tensor:
@@ -411,24 +249,13 @@ def topk_ash(x: Tensor, k: float, dim: Dim = None) -> Tensor:
     ``n`` is the number of elements over ``dim`` (default: all but the batch dim). Ties are
     broken by position, so exactly ``round(k*n)`` elements are kept.
     """
+    _check_x(x)
     check_open_unit("k", k)
     dims = reduce_dims(x, dim)
-    rest = [d for d in range(x.dim()) if d not in dims]
-    perm = rest + list(dims)
-    xp = x.permute(perm)
-    batch_shape = xp.shape[: len(rest)]
-    flat = xp.reshape(*batch_shape, -1) if rest else xp.reshape(1, -1)
-    n = flat.shape[-1]
-    n_keep = int(round(k * n))
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    if n_keep > 0:
-        idx = torch.topk(flat.detach(), n_keep, dim=-1).indices
-        mask.scatter_(-1, idx, True)
-    out = (flat * mask).reshape(xp.shape)
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return out.permute(inv)
+    n_keep = int(round(k * math.prod(x.shape[d] for d in dims)))
+    if _by_operator("fused"):
+        return _ash_ops.topk_ash(x, n_keep, dims)
+    return R.topk_ash(x, n_keep, dims)
 
 
 # --- Farhadi et al. -------------------------------------------------------------------------
@@ -441,26 +268,20 @@ def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor], *, impl: str = "fus
 
     The sigmoid at alpha = 1, the Gumbel CDF 1 - exp(-exp(x)) as alpha -> 0. Computed as
     ``-expm1(-softplus(x + log alpha) / alpha)``: the printed form returns 0 where the answer is
-    about exp(x) and overflows for large x. ``alpha`` broadcasts against x.
-    ``impl``: ``"fused"`` (default; :mod:`ashlib.fused_elementwise`, float32-native) or ``"reference"``.
+    about exp(x) and overflows for large x. ``alpha`` broadcasts against x (one per channel:
+    shape ``(1, C, 1, 1)``). ``impl``: ``"fused"`` (default: ``torch.ops.ashlib.adaptive_gumbel``,
+    float32 kernels with float64 for the elements that need it) or ``"reference"``.
+
+    >>> import torch
+    >>> adaptive_gumbel(torch.tensor([-30.0, 0.0, 30.0]), 0.5)
+    tensor([9.3576e-14, 5.5556e-01, 1.0000e+00])
     """
-    check_positive("alpha", alpha)
-    if _check_impl(impl) == "fused":
-        from ashlib import fused_elementwise
-        return fused_elementwise.adaptive_gumbel(x, alpha)
-    xc = x.to(_compute_dtype(x, wide=True))
-    a = _as_tensor(alpha, xc)
-    a = a.expand_as(xc) if a.shape != xc.shape else a
-    return _AdaptiveGumbel.apply(xc, a).to(x.dtype)
+    return _elementwise("adaptive_gumbel", x, alpha, "alpha", impl)
 
 
 def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0, *, impl: str = "fused") -> Tensor:
     r"""Swish (Ramachandran et al.): :math:`x\,S(\beta x)`; SiLU at beta = 1. ``impl`` as in :func:`adaptive_gumbel`."""
-    if _check_impl(impl) == "fused":
-        from ashlib import fused_elementwise
-        return fused_elementwise.swish(x, beta)
-    xc = x.to(_compute_dtype(x, wide=True))
-    return (xc * _Sigmoid.apply(_as_tensor(beta, xc) * xc)).to(x.dtype)
+    return _elementwise("swish", x, beta, "beta", impl)
 
 
 _CDFS = ("exponential", "logistic")
@@ -476,12 +297,27 @@ def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponenti
     """
     if cdf not in _CDFS:
         raise ValueError(f"cdf={cdf!r} is not supported: cdf must be one of {_CDFS}")
-    check_positive("alpha", alpha)
-    if _check_impl(impl) == "fused":
-        from ashlib import fused_elementwise
-        return fused_elementwise.adaptive_relu(x, alpha, cdf)
     if cdf == "logistic":
-        return swish(x, alpha, impl="reference")
-    xc = x.to(_compute_dtype(x, wide=True))
-    xp = torch.clamp(xc, min=0)  # clamping first keeps exp(-alpha*x) from overflowing for x < 0
-    return (xp * _OneMinusExpNeg.apply(_as_tensor(alpha, xc) * xp)).to(x.dtype)
+        check_positive("alpha", alpha)
+        return _elementwise("swish", x, alpha, "alpha", impl)
+    return _elementwise("adaptive_relu", x, alpha, "alpha", impl)
+
+
+def _broadcasts(p: Tensor, x: Tensor) -> bool:
+    return p.dim() <= x.dim() and all(s == 1 or s == n for s, n in zip(reversed(p.shape), reversed(x.shape)))
+
+
+def _elementwise(name: str, x: Tensor, param, pname: str, impl: str) -> Tensor:
+    _check_x(x)
+    if pname == "alpha":
+        check_positive("alpha", param)
+    elif _is_number(param) and not math.isfinite(param):
+        raise ValueError(f"{pname}={param!r} is out of range: {pname} must be finite")
+    if isinstance(param, Tensor) and not _broadcasts(param, x):
+        raise ValueError(f"{pname} of shape {tuple(param.shape)} does not broadcast to the input's shape "
+                         f"{tuple(x.shape)}")
+    _check_impl(impl)
+    if impl == "fused" and not _use_reference():
+        p = param if isinstance(param, Tensor) else torch.tensor(float(param), dtype=torch.float64, device=x.device)
+        return _ew_ops.call(name, x, p)
+    return _ew_ops.OPS[name][2](x, param)

@@ -1,12 +1,12 @@
 """ASH, adaptive Gumbel, adaptive ReLU and Swish against PyTorch's own activations, measured in one run.
 
-"ash (fused)" is what ashlib.functional.ash runs by default: the C kernels of ashlib.native on a
+"ash (fused)" is what ashlib.functional.ash runs by default: the C kernels of ashlib.ops.native on a
 CPU (float32, bfloat16), Triton on CUDA when it is installed; "ash (fused, aten)" is the same
 autograd Function on chunked ATen ops (what runs for float64, float16 and under torch.compile).
 The JSON records which backend the default took for each shape and dtype.
 
 Adaptive Gumbel / adaptive ReLU (one trainable alpha per channel) and Swish (trainable beta) run
-both as the fused float32-native Functions (ashlib.fused_elementwise) and the float64 reference.
+both as the fused float32-native Functions (ashlib.ops.elementwise) and the float64 reference.
 
 For each shape and dtype, every op runs forward and forward+backward on the same tensor, the ops
 interleaved within each repeat, and the median over repeats is reported as a ratio to F.silu and
@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import ashlib  # noqa: E402
 import ashlib.functional as AF  # noqa: E402
-from ashlib import fused as FU  # noqa: E402
+from ashlib.ops import ash_family as FU  # noqa: E402
 
 SHAPES = {"mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8)}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

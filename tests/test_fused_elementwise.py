@@ -1,4 +1,4 @@
-"""The fused adaptive Gumbel / adaptive ReLU / Swish (ashlib.fused_elementwise) against the
+"""The fused adaptive Gumbel / adaptive ReLU / Swish (ashlib.ops.elementwise) against the
 float64 reference implementation (itself checked against 50-digit mpmath in test_accuracy.py).
 
 No test here times anything: speed is measured by benchmarks/bench_activations.py.
@@ -11,7 +11,7 @@ import torch
 
 import ashlib
 import ashlib.functional as AF
-from ashlib import fused_elementwise as FE
+from ashlib.ops import elementwise as FE
 
 OPS = {
     "adaptive_gumbel": lambda x, a, impl="fused": AF.adaptive_gumbel(x, a, impl=impl),

@@ -1,7 +1,7 @@
-"""The Triton kernels (ashlib.fused_triton) against float64 references, in Triton's interpreter.
+"""The Triton kernels (ashlib.ops.triton_ash) against float64 references, in Triton's interpreter.
 
 No GPU is needed or used (none was available where this was written): every test sets
-``TRITON_INTERPRET=1`` (per test, with monkeypatch; ashlib.fused_triton reads it at call time
+``TRITON_INTERPRET=1`` (per test, with monkeypatch; ashlib.ops.triton_ash reads it at call time
 and keeps compiled and interpreted kernels apart, so this works under pytest-xdist after other
 modules imported triton), and the kernels run on CPU tensors in Triton's interpreter. That
 checks the kernels' math and indexing. The compiled path is only checked to build for sm_90
@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import ashlib.functional as AF
-from ashlib import fused as FU
-from ashlib import fused_triton as FT
+from ashlib.ops import ash_family as FU
+from ashlib.ops import triton_ash as FT
 
 from .reference import rel_to_scale as _rel
 
@@ -119,7 +119,7 @@ def test_float32_matches_float64_reference(shape, z, alpha, ell):
 @pytest.mark.parametrize("ell", ELLS, ids=["ash", "leaky_ash"])
 @pytest.mark.parametrize("z,alpha", [(0.7, 1.3), (Z196, 1e3)])
 def test_matches_aten_fused_path(ell, z, alpha):
-    """Same float32 results as ashlib.fused (the ATen implementation) through autograd."""
+    """Same float32 results as ashlib.ops.ash_family (the ATen implementation) through autograd."""
     x2, g2 = _input((2, 1500), seed=11)
     mu, sigma = _stats(x2)
     zt, at = (torch.tensor(v, requires_grad=True) for v in (z, alpha))
@@ -187,7 +187,7 @@ def test_available(monkeypatch):
 
 
 def test_ashlib_does_not_import_triton():
-    code = ("import sys, torch, ashlib, ashlib.fused, ashlib.fused_triton as FT\n"
+    code = ("import sys, torch, ashlib, ashlib.ops.ash_family, ashlib.ops.triton_ash as FT\n"
             "assert 'triton' not in sys.modules, 'triton imported'\n")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
@@ -235,7 +235,7 @@ def test_kernels_compile_for_cuda_sm90(dtype, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("kind", ["ash", "leaky_ash"])
 def test_fused_function_with_triton_backend_matches_reference(kind):
-    """ashlib.fused's autograd Function end to end on the Triton kernels (interpreter): the
+    """ashlib.ops.ash_family's autograd Function end to end on the Triton kernels (interpreter): the
     statistics, the parameter gradients assembled from the row sums, the reshaping."""
     x = torch.randn(3, 2, 5, 7, generator=torch.Generator().manual_seed(0)) * 1.5 + 0.2
     up = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))

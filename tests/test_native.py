@@ -1,4 +1,4 @@
-"""The native CPU kernels (ashlib.native, used by ashlib.fused for CPU float32 and bfloat16).
+"""The native CPU kernels (ashlib.ops.native, used by ashlib.ops.ash_family for CPU float32 and bfloat16).
 
 Their results are checked against float64 references (torch's float64 exp, the float64 reference
 ASH) and against the ATen implementation of the same Functions; the accuracy tests of
@@ -18,10 +18,11 @@ import torch
 
 import ashlib
 import ashlib.functional as AF
-from ashlib import fused as FU
-from ashlib import native
+from ashlib.ops import ash_family as FU
+from ashlib.ops import native
 
 from .reference import rel_to_scale as _rel
+from .reference import uses_operator
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="native kernels not built (no C compiler?)")
 
@@ -140,19 +141,28 @@ def test_non_contiguous_input_and_expanded_gradient():
                           atol=1e-7)
 
 
-def test_inputs_outside_the_fast_range_go_to_the_reference():
-    """nan, inf and |x| >= 2^26 are routed to the reference, which handles them exactly."""
+def _ash_op(x, z, a, backend):
+    return torch.ops.ashlib.ash(x, torch.tensor(z), torch.tensor(a), None, 1e-5, backend)
+
+
+def test_inputs_outside_the_fast_range_take_the_exact_path():
+    """nan, inf and |x| >= 2^26 make the kernel take its exact path (the float64 reference
+    formulas), for the output and for the gradients."""
     for v in (float("nan"), float("inf"), 1e8, -3e30):
         x = torch.randn(3, 40, generator=torch.Generator().manual_seed(5))
         x[1, 7] = v
-        xx = x.clone().requires_grad_()
-        y = FU.ash(xx, 0.5, 2.0, backend="native")
-        assert not type(y.grad_fn).__name__.startswith("_FusedASH")
-        assert torch.equal(y, AF.ash(x, 0.5, 2.0, impl="reference"), ) or bool(torch.isnan(y).any())
+        y, _, _, exact = _ash_op(x, 0.5, 2.0, "native")
+        assert bool(exact)
+        assert torch.equal(y, AF.ash(x, 0.5, 2.0, impl="reference")) or bool(torch.isnan(y).any())
+        if v == -3e30:
+            xx, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+            g, = torch.autograd.grad(FU.ash(xx, 0.5, 2.0, backend="native").sum(), xx)
+            gr, = torch.autograd.grad(AF.ash(xr, 0.5, 2.0, impl="reference").sum(), xr)
+            assert torch.equal(g, gr)
     # just below the bound the fast path runs and still agrees with float64
     x = torch.randn(3, 40, generator=torch.Generator().manual_seed(6)) * 1e7
-    y = FU.ash(x.clone().requires_grad_(), 0.5, 1e-6, backend="native")
-    assert type(y.grad_fn).__name__.startswith("_FusedASH")
+    y, _, _, exact = _ash_op(x, 0.5, 1e-6, "native")
+    assert not bool(exact)
     assert _rel(y, AF.ash(x.double(), 0.5, 1e-6, impl="reference")) <= 1e-5
 
 
@@ -169,7 +179,7 @@ def test_backend_selection_and_errors():
         FU.ash(torch.zeros(2, 3), backend="triton")
     # modules take the default, so a float32 ASH layer runs the kernels
     y = ashlib.ASH(k=0.3)(torch.randn(2, 4, requires_grad=True))
-    assert type(y.grad_fn).__name__.startswith("_FusedASH")
+    assert uses_operator(y, "ash")
 
 
 def test_build_is_cached_and_keyed_by_flags(tmp_path, monkeypatch):
@@ -190,7 +200,7 @@ def _run(code: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
 def test_disabled_or_missing_compiler_falls_back_to_aten(tmp_path):
     code = """
         import warnings, torch
-        from ashlib import fused as FU
+        from ashlib.ops import ash_family as FU
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             b = FU.select_backend(torch.zeros(2, 3))
@@ -211,7 +221,7 @@ def test_thread_pool_survives_fork():
     """A child forked after the parent used the thread pool gets a working pool of its own."""
     code = """
         import os, torch
-        from ashlib import fused as FU
+        from ashlib.ops import ash_family as FU
         torch.set_num_threads(2)
         x = torch.randn(16, 8, 64, 64)
         y = FU.ash(x, 0.3, 1.0, backend="native")  # the parent's pool is used here

@@ -1,5 +1,5 @@
 """The native CPU kernels of adaptive Gumbel, adaptive ReLU and Swish (ashlib/native/elementwise_cpu.c,
-called by ashlib.fused_elementwise) against the ATen fused path and the float64 reference.
+called by ashlib.ops.elementwise) against the ATen fused path and the float64 reference.
 
 The float64 reference (impl="reference") is itself checked against 50-digit mpmath in
 test_accuracy.py. No test here times anything: speed is measured by benchmarks/bench_activations.py.
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import ashlib.functional as AF
-from ashlib import fused_elementwise as FE
-from ashlib import native
+from ashlib.ops import elementwise as FE
+from ashlib.ops import native
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="native kernels not built (no C compiler?)")
 
@@ -329,7 +329,7 @@ def test_parameter_outside_the_kernel_range_goes_to_aten(monkeypatch):
 
 
 def test_invalid_alpha_still_raises():
-    """Through ashlib.functional and through fused_elementwise directly (where the check of a
+    """Through ashlib.functional and through the operators directly (where the check of a
     float32 alpha is left to the kernels)."""
     x = torch.randn(10)
     bads = (torch.tensor(-1.0), torch.tensor(float("nan")), torch.tensor(float("inf")),
@@ -337,7 +337,7 @@ def test_invalid_alpha_still_raises():
     for bad in bads:
         xb = x.reshape(5, 2) if bad.dim() else x
         for fn in (AF.adaptive_gumbel, AF.adaptive_relu, FE.adaptive_gumbel, FE.adaptive_relu,
-                   lambda xx, aa: FE.adaptive_relu(xx, aa, "logistic")):
+                   lambda xx, aa: AF.adaptive_relu(xx, aa, "logistic")):
             with pytest.raises(ValueError, match="alpha"):
                 fn(xb, bad)
 
@@ -377,7 +377,7 @@ def test_native_disabled_by_environment_uses_aten():
     code = r"""
 import torch
 import ashlib.functional as AF
-from ashlib import fused_elementwise as FE, native
+from ashlib.ops import elementwise as FE, native
 calls = {"native": 0, "aten": 0}
 ev, nat = FE._evaluate, FE._native_evaluate
 def evaluate(*a, **k):

@@ -1,7 +1,7 @@
 """Native CPU kernels for the fused ASH, compiled from C at first use and called through ctypes.
 
 ``ash_cpu.c`` holds the per-sample statistics, forward and backward loops of
-:mod:`ashlib.fused` for float32 and bfloat16; every ``*.c`` file of this folder goes into one
+:mod:`ashlib.ops.ash` for float32 and bfloat16; every ``*.c`` file of this folder goes into one
 shared library. It is compiled once per machine with the system C
 compiler (``$CC``, else ``cc``) at ``-O3`` for the host's instruction set, into a cache folder
 (``$ASHLIB_CACHE_DIR``, else ``$XDG_CACHE_HOME/ashlib``, else ``~/.cache/ashlib``) under a name
@@ -10,7 +10,7 @@ change to any of them builds afresh. Compiling takes about a second.
 
 Nothing here is required: without a compiler, or with ``ASHLIB_NATIVE=0`` in the environment,
 :func:`library` returns ``None`` (with one warning saying why, when a build failed) and
-:mod:`ashlib.fused` uses its ATen implementation, which computes the same thing more slowly.
+:mod:`ashlib.ops.ash` uses its ATen implementation, which computes the same thing more slowly.
 
 ctypes releases the GIL during a call, so :func:`parallel_rows` spreads samples over
 ``torch.get_num_threads()`` Python threads that run the C loops concurrently.
@@ -123,7 +123,7 @@ def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
             return path
         os.unlink(tmp)
         errors.append(f"{cc} {' '.join(fl)}: {proc.stderr.strip()[-2000:]}")
-    raise RuntimeError("compiling ashlib/native/*.c failed:\n" + "\n".join(errors))
+    raise RuntimeError("compiling ashlib/ops/native/*.c failed:\n" + "\n".join(errors))
 
 
 def library() -> Optional[ctypes.CDLL]:

@@ -1,6 +1,6 @@
 """Triton kernels for the fused ASH / Leaky ASH forward and analytic backward (CUDA tensors).
 
-The formulas are those of :mod:`ashlib.fused` (see its module docstring): for one sample
+The formulas are those of :mod:`ashlib.ops.ash` (see its module docstring): for one sample
 (a row of the ``(rows, n)`` view) with threshold :math:`t = \\mu + z\\sigma`, :math:`A = 2\\alpha`,
 :math:`d_i = x_i - t`, :math:`u_i = A d_i`, slope :math:`\\ell` and :math:`c = 1 - \\ell`
 (:math:`\\ell = 0, c = 1` for ASH),
@@ -15,9 +15,9 @@ The formulas are those of :mod:`ashlib.fused` (see its module docstring): for on
 
 This module computes the element-wise parts and the row sums ``R1 = sum x q``,
 ``R2 = sum x q d`` and ``Rl = sum g x S(-u)``; the per-sample statistics and the parameter
-gradients stay with the caller (``ashlib.fused``), in float64 torch ops.
+gradients stay with the caller (``ashlib.ops.ash``), in float64 torch ops.
 
-Numerics, as in ``ashlib.fused``: the kernels compute in float32 whatever the storage dtype
+Numerics, as in ``ashlib.ops.ash``: the kernels compute in float32 whatever the storage dtype
 (float32, bfloat16, float16). The float64 threshold is split into ``t_hi + t_lo`` (two
 float32) and ``d = (x - t_hi) - t_lo``, which keeps ``d`` accurate when ``2*alpha*|t|`` is
 large. Both sigmoids come from ``e = exp(-|u|)``: ``S(u) = 1/(1+e)`` or ``e/(1+e)`` by the
@@ -227,8 +227,8 @@ def _block(n: int) -> int:
 
 
 def _split(t: Tensor) -> Tuple[Tensor, Tensor]:
-    """float64 t as float32 t_hi + t_lo, contiguous (rows,) (:func:`ashlib.fused.split_threshold`)."""
-    from ashlib.fused import split_threshold
+    """float64 t as float32 t_hi + t_lo, contiguous (rows,) (:func:`ashlib.ops._common.split_threshold`)."""
+    from ._common import split_threshold
     t_hi, t_lo = split_threshold(t.reshape(-1).to(torch.float64), torch.float32)
     return t_hi.contiguous(), t_lo.contiguous()
 
@@ -319,7 +319,7 @@ def ash_backward(x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, z: float, A:
     Rl = pl.view(rows, nb).sum(dim=1, keepdim=True) if need_l else None
     gx = None
     if need_x:
-        from ashlib.fused import mean_sigma_path
+        from ._common import mean_sigma_path
         k0, k1 = (k.to(torch.float32).reshape(-1).contiguous() for k in mean_sigma_path(R1, sigma, zf, c, Af, n))
         gx = torch.empty_like(x2)
         with _device_ctx(x2):

@@ -45,14 +45,15 @@ ATen path below, unchanged.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from ashlib import functional as AF
+from . import _common as C
+from .. import reference as R
 
-__all__ = ["adaptive_gumbel", "adaptive_relu", "swish", "SWISH_FLOAT64_ABOVE", "GUMBEL_FLOAT64_ABOVE"]
+__all__ = ["adaptive_gumbel", "adaptive_relu", "swish", "SWISH_FLOAT64_ABOVE", "GUMBEL_FLOAT64_ABOVE", "OPS"]
 
 Number = Union[int, float]
 
@@ -318,7 +319,7 @@ _PATCH_TERMS = {"swish": _swish_terms, "relu_exp": _relu_exp_terms, "gumbel": _g
 
 def _native_lib(x: Tensor):
     """The native CPU kernels when they can take x (see :func:`ashlib.native.library_for`), else None."""
-    from ashlib import native
+    from . import native
     return native.library_for(x)
 
 
@@ -339,8 +340,8 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
                      need_a: bool):
     """What :func:`_evaluate` returns, from the C kernels (float64 for the hard elements), or
     None when the kernels decline this call (parameter layout or range, mostly hard elements)."""
-    from ashlib import native
-    from ashlib.native import parallel_rows
+    from . import native
+    from .native import parallel_rows
     layout = _native_layout(x, a)
     if layout is None or a.dtype != torch.float32 or not (need_y or need_x or need_a):
         return None
@@ -375,7 +376,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     counts = [c for c, _ in parts]
     if min(counts) < 0:  # the parameter is outside the kernels' range (or an allocation failed)
         if op != "swish":
-            AF.check_positive("alpha", a)  # see _positive_param: raises for alpha <= 0 or nan
+            _check_positive_tensor(a)  # raises for alpha <= 0 or nan; else the ATen path takes it
         return None
     ga = None
     if need_a:
@@ -416,93 +417,122 @@ def _dispatch(op: str, x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, 
     return _evaluate(op, x, a, g, need_y, need_x, need_a)
 
 
-def _function(op: str):
-    class _Fn(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x: Tensor, a: Tensor) -> Tensor:
-            ctx.save_for_backward(x, a)
-            return _dispatch(op, x, a, None, True, False, False)[0]
+def _check_positive_tensor(a: Tensor) -> None:
+    """alpha > 0 and finite everywhere (read inside the kernel: CPU tensors only, where reading
+    costs no device synchronisation; on CUDA a bad alpha shows as nan in the output)."""
+    if a.device.type != "cpu":
+        return
+    if not bool(torch.all((a > 0) & torch.isfinite(a))):
+        shown = a.detach().flatten()[:8].tolist()
+        raise C.range_error("alpha", shown if a.numel() > 1 else shown[0], "finite and > 0")
 
-        @staticmethod
-        def backward(ctx, grad: Tensor):
-            x, a = ctx.saved_tensors
-            need_x, need_a = ctx.needs_input_grad[:2]
-            _, gx, ga = _dispatch(op, x, a, grad.contiguous(), False, need_x, need_a)
+
+# --- the registered operators ----------------------------------------------------------------------
+#
+# torch.ops.ashlib.{swish, adaptive_relu, adaptive_gumbel}(x, param) with param broadcastable to
+# x, and their *_backward operators. The kernels choose between the native C loops and the
+# chunked ATen path, and patch the elements float32 cannot represent in float64, inside the
+# operator; torch.compile and torch.export see only the operator and its fake implementation.
+
+#: operator name -> (internal kernel name, parameter name, the reference formula)
+OPS = {
+    "swish": ("swish", "beta", R.swish),
+    "adaptive_relu": ("relu_exp", "alpha", R.adaptive_relu_exponential),
+    "adaptive_gumbel": ("gumbel", "alpha", R.adaptive_gumbel),
+}
+
+
+def _register(name: str) -> None:
+    kind, pname, ref = OPS[name]
+    positive = pname == "alpha"
+
+    def forward(x: Tensor, param: Tensor) -> Tensor:
+        if positive:
+            _check_positive_tensor(param) if _native_lib(x) is None else None
+        if x.numel() == 0:
+            return torch.empty_like(x)
+        a = param.to(_cd(x))
+        return _dispatch(kind, x.contiguous(), a, None, True, False, False)[0].reshape(x.shape)
+
+    def backward(grad: Tensor, x: Tensor, param: Tensor, need: List[bool]) -> Tuple[Tensor, Tensor]:
+        need_x, need_a = need
+        if x.numel() == 0:
+            return torch.zeros_like(x), torch.zeros_like(param)
+        a = param.to(_cd(x))
+        _, gx, ga = _dispatch(kind, x.contiguous(), a, grad.contiguous(), False, need_x, need_a)
+        gx = gx.reshape(x.shape) if need_x else torch.empty_like(x)
+        ga = ga.to(param.dtype) if need_a else torch.empty_like(param)
+        return gx, ga
+
+    forward.__doc__ = f"{name}(x, {pname}) with {pname} broadcastable to x (see ashlib.functional.{name})."
+    backward.__doc__ = f"(dL/dx, dL/d{pname}) of {name}; entries not in ``need`` are left empty."
+    fwd_op = torch.library.custom_op(f"ashlib::{name}", forward, mutates_args=())
+    bwd_op = torch.library.custom_op(f"ashlib::{name}_backward", backward, mutates_args=())
+    fwd_op.register_fake(lambda x, param: torch.empty_like(x))
+    bwd_op.register_fake(lambda grad, x, param, need: (torch.empty_like(x), torch.empty_like(param)))
+
+    def setup(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    def autograd_backward(ctx, grad):
+        x, param = ctx.saved_tensors
+        needs = list(ctx.needs_input_grad[:2])
+        if torch.is_grad_enabled():  # a gradient of this gradient will be taken
+            from .ash_family import differentiable_grads
+            gx, ga = differentiable_grads(ref, grad, (x, param), needs)
             return gx, ga
+        gx, ga = getattr(torch.ops.ashlib, f"{name}_backward")(grad, x, param, needs)
+        return (gx if needs[0] else None), (ga if needs[1] else None)
 
-    _Fn.__name__ = _Fn.__qualname__ = {"swish": "_Swish", "relu_exp": "_AdaptiveReLUExp",
-                                       "gumbel": "_AdaptiveGumbel"}[op]
-    return _Fn
-
-
-_Swish = _function("swish")
-_AdaptiveReLUExp = _function("relu_exp")
-_AdaptiveGumbel = _function("gumbel")
+    fwd_op.register_autograd(autograd_backward, setup_context=setup)
 
 
-# --- public entry points ------------------------------------------------------------------------
+for _name in OPS:
+    _register(_name)
 
 
-def _param(v, x: Tensor) -> Optional[Tensor]:
-    """The parameter as a tensor of the compute dtype (a differentiable cast), or None when it
-    does not broadcast to x's shape (such calls go to the reference implementation)."""
-    t = AF._as_tensor(v, x.new_empty((), dtype=_cd(x)))
-    # t broadcasts to x's shape (as torch.broadcast_shapes(t.shape, x.shape) == x.shape, which
-    # costs ~10 us a call)
-    if t.dim() > x.dim() or any(s != 1 and s != n for s, n in zip(reversed(t.shape), reversed(x.shape))):
-        return None
-    return t
+def dense_view(x: Tensor, p: Tensor):
+    """(x', p', inverse permutation or None): x permuted into its memory order (a contiguous view
+    for channels_last and other dense layouts) and p permuted alike, so that the element-wise
+    kernels run without a copy and the result comes back in x's memory format."""
+    if x.dim() < 2 or x.is_contiguous() or not C.is_dense(x):
+        return x, p, None
+    perm = C.memory_order(x)
+    xp = x.permute(perm)
+    if p.dim() > 0:
+        p = p.reshape((1,) * (x.dim() - p.dim()) + tuple(p.shape)).permute(perm)
+    inv = [0] * len(perm)
+    for i, d in enumerate(perm):
+        inv[d] = i
+    return xp, p, inv
 
 
-def _positive_param(alpha, x: Tensor) -> Optional[Tensor]:
-    """:func:`_param` of an alpha that must be > 0, after checking it. For a float32 CPU tensor
-    that the native kernels will take, the check (two reductions and two synchronisations, ~10 us)
-    is left to them: they decline any alpha outside [2^-30, 2^30] (nan included), and
-    :func:`_native_evaluate` then runs it, raising before anything is returned."""
-    if isinstance(alpha, Tensor) and alpha.dtype == torch.float32 and alpha.device.type == "cpu":
-        a = _param(alpha, x) if _supported(x) else None
-        if a is None or _native_lib(x) is None or _native_layout(x, a) is None:
-            AF.check_positive("alpha", alpha)
-        return a
-    AF.check_positive("alpha", alpha)
-    return _param(alpha, x) if _supported(x) else None
-
-
-def _supported(x: Tensor) -> bool:
-    AF._compute_dtype(x)  # raises ValueError for a non-floating-point x
-    return x.numel() > 0
+def call(name: str, x: Tensor, param: Tensor) -> Tensor:
+    """Run ``torch.ops.ashlib.<name>`` on x in its memory format."""
+    xp, pp, inv = dense_view(x, param)
+    y = getattr(torch.ops.ashlib, name)(xp, pp)
+    return y if inv is None else y.permute(inv)
 
 
 def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0) -> Tensor:
-    r"""Fused Swish :math:`x\,S(\beta x)`; same contract as :func:`ashlib.functional.swish`."""
-    b = _param(beta, x) if _supported(x) else None
-    if b is None:
-        return AF.swish(x, beta, impl="reference")
-    return _Swish.apply(x, b)
+    r"""Swish :math:`x\,S(\beta x)` through ``torch.ops.ashlib.swish``."""
+    return call("swish", x, _as_param(beta, x))
 
 
-def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor], cdf: str = "exponential") -> Tensor:
-    r"""Fused adaptive ReLU :math:`x F_\alpha(x)`; same contract as :func:`ashlib.functional.adaptive_relu`."""
-    if cdf not in AF._CDFS:
-        raise ValueError(f"cdf={cdf!r} is not supported: cdf must be one of {AF._CDFS}")
-    if cdf == "logistic":
-        AF.check_positive("alpha", alpha)
-        return swish(x, alpha)
-    a = _positive_param(alpha, x)
-    if a is None:
-        return AF.adaptive_relu(x, alpha, cdf, impl="reference")
-    return _AdaptiveReLUExp.apply(x, a)
+def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
+    r"""Adaptive ReLU (exponential CDF) through ``torch.ops.ashlib.adaptive_relu``."""
+    return call("adaptive_relu", x, _as_param(alpha, x))
 
 
 def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
-    r"""Fused adaptive Gumbel :math:`1 - (1 + \alpha e^x)^{-1/\alpha}`; same contract as
-    :func:`ashlib.functional.adaptive_gumbel`.
+    r"""Adaptive Gumbel :math:`1 - (1 + \alpha e^x)^{-1/\alpha}` through ``torch.ops.ashlib.adaptive_gumbel``.
 
     >>> import torch
     >>> round(float(adaptive_gumbel(torch.tensor(0.0), 1.0)), 6)
     0.5
     """
-    a = _positive_param(alpha, x)
-    if a is None:
-        return AF.adaptive_gumbel(x, alpha, impl="reference")
-    return _AdaptiveGumbel.apply(x, a)
+    return call("adaptive_gumbel", x, _as_param(alpha, x))
+
+
+def _as_param(v, x: Tensor) -> Tensor:
+    return v if isinstance(v, Tensor) else torch.tensor(float(v), dtype=_cd(x), device=x.device)

@@ -1,0 +1,91 @@
+"""Helpers shared by the operators and the public functions: argument checks that never touch
+tensor values, the statistics dims, and the threshold split used by every ASH backend."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+Dim = Optional[Union[int, Sequence[int]]]
+
+
+def is_number(v) -> bool:
+    """A Python int or float (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_float_input(x: Tensor) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"x has dtype {x.dtype}; a floating-point tensor is required")
+
+
+def half_to_float(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the fast kernels compute in: float32 for half precision, else the dtype itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def reduce_dims(x: Tensor, dim: Dim = None) -> Tuple[int, ...]:
+    """The dims ASH takes its statistics over: ``dim`` normalised to a sorted tuple.
+
+    ``None`` means every dim but the batch (dim 0) when ``x.dim() >= 2``, and dim 0 for 1-D x.
+    """
+    if x.dim() == 0:
+        raise ValueError("x is a 0-d tensor; ASH needs at least one dimension to take statistics over")
+    if dim is None:
+        return tuple(range(1, x.dim())) if x.dim() >= 2 else (0,)
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if not dims:
+        raise ValueError("dim=() is empty: give at least one dimension")
+    out = []
+    for d in dims:
+        if not isinstance(d, int) or not -x.dim() <= d < x.dim():
+            raise ValueError(f"dim={dim!r} is out of range for a {x.dim()}-d input: each dim must be an int in "
+                             f"[{-x.dim()}, {x.dim() - 1}]")
+        out.append(d % x.dim())
+    return tuple(sorted(set(out)))
+
+
+def range_error(name: str, value, allowed: str) -> ValueError:
+    return ValueError(f"{name}={value!r} is out of range: {name} must be {allowed}")
+
+
+def check_positive_scalar(name: str, value: float) -> None:
+    """For values read inside a kernel (one-element parameters): finite and > 0."""
+    if not (value > 0 and math.isfinite(value)):
+        raise range_error(name, value, "finite and > 0")
+
+
+def split_threshold(t: Tensor, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """A float64 threshold t as t_hi + t_lo in the compute dtype ``cd``.
+
+    x - t_hi is exact where it matters (Sterbenz: x within a factor 2 of t_hi), and then
+    subtracting t_lo leaves x - t correct to the compute dtype's relative precision, which a
+    single rounded t cannot give once 2*alpha*|t| is large. (The C kernels do the same per sample.)
+    """
+    t_hi = t.to(cd)
+    t_lo = (t - t_hi.to(torch.float64)).to(cd)
+    return t_hi, t_lo
+
+
+def mean_sigma_path(R1: Tensor, sigma: Tensor, z: float, c: float, A: float, n: int) -> Tuple[Tensor, Tensor]:
+    """Per-sample (k0, k1), float64, such that the path of dL/dx through mu and sigma is
+    k0 + k1*d with d = x - t: -(W/n)(1 + z(x - mu)/sigma) = -(W/n)(1 + z^2 + z d/sigma),
+    W = c*A*R1 (see :mod:`ashlib.ops.ash`)."""
+    Wn = R1 * (c * A / n)
+    return Wn * (-(1.0 + z * z)), Wn * (-z) / sigma
+
+
+def memory_order(x: Tensor) -> list:
+    """x's dims from the outermost to the innermost in memory (ties by position)."""
+    return sorted(range(x.dim()), key=lambda d: (-x.stride(d), d))
+
+
+def is_dense(x: Tensor) -> bool:
+    """Whether x covers its storage without gaps or overlaps in some order of its dims (contiguous,
+    channels_last, or any permutation of a contiguous tensor)."""
+    return x.permute(memory_order(x)).is_contiguous()

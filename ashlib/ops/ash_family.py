@@ -1,0 +1,632 @@
+"""Fused, memory-efficient ASH and Leaky ASH: custom autograd Functions with analytic backward.
+
+The straightforward ASH in :func:`ashlib.functional._ash_family` is a chain of a dozen tensor
+operations whose autograd graph keeps most intermediates alive. The Functions here compute the
+same thing (the same numerical contract, see DESIGN.md) in a few passes over the data and save
+only the input and per-sample statistics. Three backends supply the loops
+(:func:`select_backend`):
+
+* ``"native"``: CPU float32 and bfloat16, the C kernels of :mod:`ashlib.native`. One call per
+  direction; each sample is handled while it is in cache: forward = float64 statistics, range
+  check, output; backward = the row sums below and the element-wise gradient (pass 1), then the
+  path through mu and sigma (pass 2).
+* ``"triton"``: CUDA, the kernels of :mod:`ashlib.fused_triton` (statistics from ATen).
+* ``"aten"``: chunked ATen operations (float64, float16, ``torch.compile``, no C compiler),
+  working through the batch in chunks of samples so that one chunk's temporaries stay in cache.
+
+Notation for one sample's feature map :math:`x_1..x_n`: :math:`\\mu` and
+:math:`\\sigma = \\sqrt{\\mathrm{Var}(x) + \\epsilon}` its statistics, :math:`t = \\mu + z\\sigma`,
+:math:`A = 2\\alpha`, :math:`u_i = A (x_i - t)`, :math:`s_i = S(u_i)`, gate
+:math:`G_i = \\ell + c\\,s_i` with :math:`c = 1 - \\ell` (:math:`\\ell = 0, c = 1` for ASH),
+output :math:`y_i = x_i G_i`. With upstream gradient :math:`g` and
+:math:`q_i = g_i S(u_i) S(-u_i)` (the sigmoid derivative, as a product for accuracy):
+
+.. math::
+
+    W = c A \\sum_i x_i q_i, \\qquad
+    \\frac{\\partial L}{\\partial x_j} = g_j G_j + c A x_j q_j
+        - \\frac{W}{n}\\Bigl(1 + z \\frac{x_j - \\mu}{\\sigma}\\Bigr)
+
+(the last term is the path through :math:`\\mu` and :math:`\\sigma`, using
+:math:`\\partial\\sigma/\\partial x_j = (x_j - \\mu)/(n\\sigma)`),
+
+.. math::
+
+    \\frac{\\partial L}{\\partial z} = -\\sum_{\\text{samples}} \\sigma W, \\qquad
+    \\frac{\\partial L}{\\partial \\alpha} = \\frac{c}{\\alpha} \\sum_i x_i q_i u_i, \\qquad
+    \\frac{\\partial L}{\\partial \\ell} = \\sum_i g_i x_i S(-u_i).
+
+In the ATen backend both sigmoid factors come from ``softplus_backward``, which computes ``grad * S(beta * u)`` in
+one pass from ``exp(beta * u)``; with ``beta = -1`` it gives :math:`S(-u)` to full relative
+accuracy where ``1 - S(u)`` would cancel. Inputs for which this fast path could overflow or
+lose accuracy (|x| near the dtype's range, an eps below ``sqrt(tiny)``, non-finite values, a
+non-default ``dim``, tensor-valued z or alpha with more than one element) are handed to the
+reference implementation, which handles them by power-of-two scaling.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from . import _common as C
+from ._common import mean_sigma_path, split_threshold
+from .. import reference as R
+
+__all__ = ["ash", "leaky_ash", "hard_ash", "topk_ash", "select_backend", "BACKENDS", "DEFAULT_CHUNK_ELEMENTS",
+           "topk_ash_kthvalue"]
+
+Number = Union[int, float]
+
+#: Elements per chunk of samples: bounds the backward temporaries (two or three chunk-sized
+#: buffers) without paying per-call overhead on small chunks (measured on a 2-core CPU: 2^18 beat 2^20 and 2^22).
+DEFAULT_CHUNK_ELEMENTS = 1 << 18
+#: ``softplus_backward`` returns ``grad`` unchanged above this argument; S(40) rounds to 1 in
+#: float32 and float64 alike, so the shortcut is exact.
+_SP_THRESHOLD = 40.0
+#: Relative size of mu**2 against the variance above which E[x^2] - mu^2 is recomputed two-pass.
+_CANCELLATION_RATIO = 8.0
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _rows(x: Tensor) -> Tensor:
+    """x as (samples, elements per sample)."""
+    return x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
+
+
+def _chunks(n_rows: int, n_cols: int, chunk_elements: int):
+    step = max(1, chunk_elements // max(1, n_cols))
+    for r0 in range(0, n_rows, step):
+        yield r0, min(n_rows, r0 + step)
+
+
+def _statistics(x2: Tensor, eps: float, chunk_elements: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per-sample mean, ``sqrt(var + eps)`` and the 2-norm (an upper bound on max|x|), float64, (N, 1).
+
+    Accumulated in float64 whatever the input dtype: with alpha up to 1e3 the threshold t must
+    be known to far better than float32 precision, because an error dt moves u = 2*alpha*(x - t)
+    by 2*alpha*dt, which is the relative error of the output in the tail. One pass per chunk
+    gives the sum and the norm (E[x^2] - mu^2); a second pass runs only where that difference
+    would cancel. A norm that overflows comes back as inf and sends the call to the reference.
+    """
+    n = x2.shape[1]
+    s1 = torch.empty(x2.shape[0], 1, dtype=torch.float64, device=x2.device)
+    nrm = torch.empty_like(s1)
+    for r0, r1 in _chunks(x2.shape[0], n, chunk_elements):
+        xd = x2[r0:r1].to(torch.float64)
+        torch.sum(xd, dim=1, keepdim=True, out=s1[r0:r1])
+        torch.linalg.vector_norm(xd, dim=1, keepdim=True, out=nrm[r0:r1])
+    mu = s1 / n
+    var = torch.clamp(nrm * nrm / n - mu * mu, min=0)
+    if bool(torch.any(mu * mu > _CANCELLATION_RATIO * var)):
+        # E[x^2] - mu^2 lost too many digits: recompute the variance from x - mu
+        for r0, r1 in _chunks(x2.shape[0], n, chunk_elements):
+            d = x2[r0:r1].to(torch.float64) - mu[r0:r1]
+            var[r0:r1] = torch.linalg.vector_norm(d, dim=1, keepdim=True) ** 2 / n
+    sigma = torch.sqrt(var + eps)
+    return mu, sigma, nrm
+
+
+def _range_ok(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: float, a: float, eps: float) -> bool:
+    """True when every intermediate of the fast path is finite and accurate for this input."""
+    fi = torch.finfo(_compute_dtype(x2))
+    if not (math.isfinite(z) and math.isfinite(a) and eps >= math.sqrt(fi.tiny)):
+        return False
+    # x - t must be finite with room to spare (|x| <= norm); the sums of squares must not overflow
+    bound = norm + torch.abs(mu + z * sigma)
+    return bool(torch.all(torch.isfinite(bound) & (bound <= fi.max / 64)))
+
+
+def _threshold_split(mu: Tensor, sigma: Tensor, z: float, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """:func:`split_threshold` of t = mu + z*sigma."""
+    return split_threshold(mu + z * sigma, cd)
+
+
+BACKENDS = ("native", "triton", "aten")
+
+
+def _native_lib(x: Tensor):
+    """The native CPU kernels when they can take x (see :func:`ashlib.native.library_for`), else None."""
+    from . import native
+    return native.library_for(x)
+
+
+def _triton_ok(x: Tensor) -> bool:
+    """CUDA tensors with Triton installed (CPU tensors too under TRITON_INTERPRET=1, for tests)."""
+    if torch.compiler.is_compiling():
+        return False
+    try:
+        from . import triton_ash as fused_triton
+    except ImportError:
+        return False
+    return fused_triton.available(x)
+
+
+def select_backend(x: Tensor, backend: Optional[str] = None) -> str:
+    """The implementation the fused path uses for x: ``"native"`` (C kernels, CPU float32 and
+    bfloat16), ``"triton"`` (CUDA with Triton installed) or ``"aten"`` (chunked ATen ops,
+    everything else and under ``torch.compile``). ``backend`` asks for one; a backend that
+    cannot take x raises ``ValueError``.
+    """
+    if backend is None:
+        if _native_lib(x) is not None:
+            return "native"
+        return "triton" if _triton_ok(x) else "aten"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+    if backend == "native" and _native_lib(x) is None:
+        raise ValueError("backend='native' needs a CPU float32 or bfloat16 tensor and the compiled kernels "
+                         "(see ashlib.native); got " f"{x.device.type} {x.dtype}")
+    if backend == "triton" and not _triton_ok(x):
+        raise ValueError("backend='triton' needs a CUDA float32/bfloat16/float16 tensor and Triton installed "
+                         "(or TRITON_INTERPRET=1 for its interpreter on the CPU)")
+    return backend
+
+
+def _ptr_rows(t: Tensor, r0: int) -> int:
+    """Address of row r0 of a contiguous 2-D tensor (or of element r0 of a 1-D one)."""
+    return t.data_ptr() + r0 * t.stride(0) * t.element_size()
+
+
+def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
+                    lf: Optional[float]) -> Tuple[Tensor, Tensor, Tensor, bool]:
+    """(y, mu, sigma, ok) from the C kernels: each sample's statistics (float64, (N, 1)) and,
+    while it is in cache, its output; ok is False when some sample fails the range check
+    (y is then incomplete and the caller uses the reference)."""
+    from . import native
+    from .native import parallel_rows
+    rows, n = x2.shape
+    mu = torch.empty(rows, 1, dtype=torch.float64)
+    sigma = torch.empty_like(mu)
+    y = torch.empty_like(x2)
+    fn = getattr(lib, "ash_forward_" + native.DTYPE_SUFFIX[x2.dtype])
+    ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(y, r0), eps, zf,
+                                                  _CANCELLATION_RATIO, A, 0.0 if lf is None else lf,
+                                                  _ptr_rows(mu, r0), _ptr_rows(sigma, r0)))
+    return y, mu, sigma, all(ok)
+
+
+def _native_backward(lib, x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float,
+                     lf: Optional[float], need_x: bool, need_a: bool, need_l: bool):
+    """(gx or None, R1, R2 or None, Rl or None), as the ATen path computes them."""
+    from . import native
+    from .native import parallel_rows
+    rows, n = x2.shape
+    gx = torch.empty_like(x2) if need_x else None
+    R1 = torch.empty(rows, 1, dtype=torch.float64)
+    R2 = torch.empty_like(R1) if need_a else None
+    Rl = torch.empty_like(R1) if (need_l and lf is not None) else None
+    fn = getattr(lib, "ash_backward_" + native.DTYPE_SUFFIX[x2.dtype])
+
+    def opt(t, r0):
+        return None if t is None else _ptr_rows(t, r0)
+
+    codes = parallel_rows(rows, n, lambda r0, r1: fn(
+        r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(g2, r0), opt(gx, r0), _ptr_rows(mu, r0), _ptr_rows(sigma, r0),
+        zf, A, 0.0 if lf is None else lf, _ptr_rows(R1, r0), opt(R2, r0), opt(Rl, r0)))
+    if any(codes):
+        raise MemoryError("ashlib.native: could not allocate a row buffer for the ASH backward")
+    return gx, R1, R2, Rl
+
+
+def _aten_forward(x: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float],
+                  chunk_elements: int) -> Tensor:
+    """The forward in chunked ATen ops: ``softplus_backward(grad, d, beta)`` evaluates
+    ``grad * S(beta*d)`` in one pass, with d = x - t."""
+    x2 = _rows(x)
+    cd = _compute_dtype(x)
+    t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
+    out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+    buf = None
+    for r0, r1 in _chunks(x2.shape[0], x2.shape[1], chunk_elements):
+        xc = x2[r0:r1].to(cd)
+        if x.dtype == cd:
+            o = out[r0:r1]
+        else:
+            buf = torch.empty(xc.shape, dtype=cd, device=x.device) if buf is None else buf
+            o = buf[: r1 - r0]
+        torch.sub(xc, t_hi[r0:r1], out=o).sub_(t_lo[r0:r1])  # d = x - t
+        torch.ops.aten.softplus_backward.grad_input(xc, o, A, _SP_THRESHOLD, grad_input=o)  # x*S(A*d)
+        if lf is not None:
+            torch.lerp(xc, o, 1.0 - lf, out=o)  # l*x + (1 - l)*x*S(u)
+        if o.data_ptr() != out[r0:r1].data_ptr():
+            out[r0:r1].copy_(o)
+    return out
+
+
+def _exact_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float]):
+    """(gx, R1, R2, Rl) in float64 for inputs outside the fast paths' range (|x| near the dtype's
+    limit, a tiny eps): the formulas of the module docstring written with x - mu (not x - t,
+    which loses z*sigma when |mu| is huge) and every product ordered so that no intermediate
+    overflows unless the result does."""
+    xd, g = R.wide(x), R.wide(grad)
+    n = xd.shape[1]
+    big = torch.finfo(torch.float64).max
+    xm = torch.clamp(xd - mu, -big, big)
+    d = torch.clamp(xm - zf * sigma, -big, big)
+    s_pos, s_neg = R.sigmoid(A * d), R.sigmoid(-A * d)
+    c = 1.0 if lf is None else 1.0 - lf
+    gate = s_pos if lf is None else s_pos + lf * s_neg
+    q = g * s_pos * s_neg
+    Rn = torch.sum((xd / n) * q, dim=1, keepdim=True)  # R1 / n without overflow
+    R2 = torch.sum((xd * q) * d, dim=1, keepdim=True)
+    Rl = torch.sum(g * xd * s_neg, dim=1, keepdim=True) if lf is not None else None
+    Wn = (c * A) * Rn
+    gx = g * gate + (c * A) * (xd * q) - Wn * (1.0 + zf * (xm / sigma))
+    return gx, Rn * n, R2, Rl
+
+
+def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float],
+                   need_x: bool, need_w: bool, need_a: bool, need_l: bool, chunk_elements: int):
+    """(gx or None, R1, R2 or None, Rl or None) in chunked ATen ops; S(u) and S(-u) both come
+    from ``softplus_backward`` (beta = A and -A), so the tails keep full relative accuracy."""
+    cd = _compute_dtype(x)
+    x2 = _rows(x)
+    g2 = _rows(grad)
+    n_rows, n = x2.shape
+    c = 1.0 if lf is None else 1.0 - lf
+    t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
+    gx = torch.empty(x2.shape, dtype=cd, device=x.device) if need_w else None
+    R1_all = torch.zeros(n_rows, 1, dtype=torch.float64, device=x.device)
+    R2_all = torch.zeros_like(R1_all) if need_a else None
+    Rl_all = torch.zeros_like(R1_all) if (need_l and lf is not None) else None
+    dbuf = qbuf = None
+    for r0, r1 in _chunks(n_rows, n, chunk_elements):
+        rows = r1 - r0
+        xc = x2[r0:r1].to(cd)
+        gc = g2[r0:r1].to(cd)
+        if dbuf is None:
+            dbuf = torch.empty(xc.shape, dtype=cd, device=x.device)
+            qbuf = torch.empty_like(dbuf)
+        d, q = dbuf[:rows], qbuf[:rows]
+        torch.sub(xc, t_hi[r0:r1], out=d).sub_(t_lo[r0:r1])
+        if Rl_all is not None:  # dL/dl = sum g*x*S(-u), from S(-u) directly (1 - S(u) cancels)
+            torch.ops.aten.softplus_backward.grad_input(gc, d, -A, _SP_THRESHOLD, grad_input=q)
+            Rl_all[r0:r1] = torch.sum(q.mul_(xc), dim=1, keepdim=True, dtype=torch.float64)
+        if not need_w:
+            continue
+        gs = gx[r0:r1]
+        torch.ops.aten.softplus_backward.grad_input(gc, d, A, _SP_THRESHOLD, grad_input=gs)  # g*S(u)
+        torch.ops.aten.softplus_backward.grad_input(gs, d, -A, _SP_THRESHOLD, grad_input=q)  # g*S(u)*S(-u)
+        w = q.mul_(xc)  # x*g*S'(u)
+        R1 = torch.sum(w, dim=1, keepdim=True, dtype=torch.float64)
+        R1_all[r0:r1] = R1
+        if need_x:
+            if lf is not None:
+                torch.lerp(gc, gs, c, out=gs)  # l*g + c*g*S(u)
+            gs.add_(w, alpha=c * A)
+        if R2_all is not None:
+            R2_all[r0:r1] = torch.sum(w.mul_(d), dim=1, keepdim=True, dtype=torch.float64)
+        if need_x:
+            # the path through mu and sigma: -(W/n)(1 + z(x - mu)/sigma), W = c*A*R1, written
+            # with d = x - t (accurate) as -(W/n)(1 + z^2 + z*d/sigma)
+            k0, k1 = mean_sigma_path(R1, sigma[r0:r1], zf, c, A, n)
+            k0, k1 = k0.to(cd), k1.to(cd)
+            gs.addcmul_(d, k1).add_(k0)
+    return (gx if need_x else None), R1_all, R2_all, Rl_all
+
+
+# --- the registered operators ----------------------------------------------------------------------
+#
+# torch.ops.ashlib.ash works on a (rows, elements) view: one row per set of statistics. It returns
+# the output and what its backward needs (per-row mu and sigma in float64, and whether the exact
+# float64 path was taken). Everything that depends on the data (the parameters' values, the range
+# check, the backend) is decided here, inside the kernel, where torch.compile and torch.export
+# see only the operator and its fake (shape) implementation.
+
+
+def _exact(x2: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
+    return R.statistics(R.wide(x2), (1,), eps)
+
+
+def _read_params(z: Tensor, alpha: Tensor, slope: Optional[Tensor]) -> Tuple[float, float, Optional[float]]:
+    """The one-element parameters as floats (read inside the kernel), checked."""
+    zf, af = float(z), float(alpha)
+    C.check_positive_scalar("alpha", af)
+    if not math.isfinite(zf):
+        raise C.range_error("z", zf, "finite")
+    lf = None
+    if slope is not None:
+        lf = float(slope)
+        C.check_positive_scalar("slope", lf)
+    return zf, af, lf
+
+
+def _check_backend(backend: Optional[str]) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+
+
+@torch.library.custom_op("ashlib::ash", mutates_args=())
+def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: float,
+            backend: Optional[str] = None, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+            ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(y, mu, sigma, exact) of ASH (or Leaky ASH when ``slope`` is given) over the rows of 2-D x."""
+    zf, af, lf = _read_params(z, alpha, slope)
+    if not (eps > 0 and math.isfinite(eps)):
+        raise C.range_error("eps", eps, "finite and > 0 (it keeps sigma and its gradient finite on a constant "
+                            "feature map)")
+    rows, n = x.shape
+    if rows == 0 or n == 0:
+        mu = torch.zeros(rows, 1, dtype=torch.float64, device=x.device)
+        return torch.empty_like(x), mu, torch.ones_like(mu), torch.zeros((), dtype=torch.bool, device=x.device)
+    backend = select_backend(x, backend)
+    A = 2.0 * af
+    if backend != "aten" and not x.is_contiguous():
+        x = x.contiguous()
+    if backend == "native":
+        if eps >= math.sqrt(torch.finfo(torch.float32).tiny):
+            y, mu, sigma, ok = _native_forward(_native_lib(x), x, eps, zf, A, lf)
+            if ok:
+                return y, mu, sigma, torch.zeros((), dtype=torch.bool)
+    else:
+        mu, sigma, norm = _statistics(x, eps, chunk_elements)
+        if _range_ok(x, mu, sigma, norm, zf, af, eps):
+            if backend == "triton":
+                from . import triton_ash
+                y = triton_ash.ash_forward(x, mu + zf * sigma, A, lf)
+            else:
+                y = _aten_forward(x, mu, sigma, zf, A, lf, chunk_elements)
+            return y, mu, sigma, torch.zeros((), dtype=torch.bool, device=x.device)
+    # outside the fast paths' range (|x| near the dtype's limit, a tiny eps, non-finite values):
+    # the reference formulas in float64 with scaled statistics
+    mu, sigma = _exact(x, eps)
+    y = R.ash(x, z, alpha, slope, (1,), eps)
+    return y, mu, sigma, torch.ones((), dtype=torch.bool, device=x.device)
+
+
+@_ash_op.register_fake
+def _(x, z, alpha, slope, eps, backend=None, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
+    stat = x.new_empty((x.shape[0], 1), dtype=torch.float64)
+    return torch.empty_like(x), stat, torch.empty_like(stat), x.new_empty((), dtype=torch.bool)
+
+
+@torch.library.custom_op("ashlib::ash_backward", mutates_args=())
+def _ash_backward_op(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], mu: Tensor,
+                     sigma: Tensor, exact: Tensor, eps: float, need: List[bool], backend: Optional[str] = None,
+                     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(dL/dx, dL/dz, dL/dalpha, dL/dslope) of :func:`_ash_op`; entries not in ``need`` are left empty."""
+    need_x, need_z, need_a, need_l = need
+    zf, af, lf = _read_params(z, alpha, slope)
+    gl_shape = slope.shape if slope is not None else (0,)
+    rows, n = x.shape
+    if rows == 0 or n == 0:
+        gx = torch.zeros_like(x)
+        gz, ga = torch.zeros_like(z), torch.zeros_like(alpha)
+        gl = torch.zeros_like(slope) if slope is not None else x.new_empty(0)
+        return gx, gz, ga, gl
+    backend = select_backend(x, backend)
+    A = 2.0 * af
+    c = 1.0 if lf is None else 1.0 - lf
+    need_w = need_x or need_z or need_a
+    if bool(exact):  # the forward took the exact path: so does the backward
+        gx, R1, R2, Rl = _exact_backward(x, grad, mu, sigma, zf, A, lf)
+    elif backend == "native":
+        x = x.contiguous()
+        g2 = grad.to(x.dtype).contiguous()
+        gx, R1, R2, Rl = _native_backward(_native_lib(x), x, g2, mu, sigma, zf, A, lf, need_x, need_a, need_l)
+    elif backend == "triton":
+        from . import triton_ash
+        x = x.contiguous()
+        g2 = grad.to(x.dtype).contiguous()
+        gx, R1, R2, Rl = triton_ash.ash_backward(x, g2, mu, sigma, zf, A, lf, need_x, need_a, need_l)
+    else:
+        gx, R1, R2, Rl = _aten_backward(x, grad, mu, sigma, zf, A, lf, need_x, need_w, need_a, need_l,
+                                        chunk_elements)
+    gx = gx.to(x.dtype) if need_x else torch.empty_like(x)
+    gz = (-(sigma * R1).sum() * (c * A)).reshape(z.shape).to(z.dtype) if need_z else torch.empty_like(z)
+    ga = (R2.sum() * (2.0 * c)).reshape(alpha.shape).to(alpha.dtype) if need_a else torch.empty_like(alpha)
+    if slope is not None and need_l:
+        gl = Rl.sum().reshape(slope.shape).to(slope.dtype)
+    else:
+        gl = x.new_empty(gl_shape) if slope is None else torch.empty_like(slope)
+    return gx, gz, ga, gl
+
+
+@_ash_backward_op.register_fake
+def _(grad, x, z, alpha, slope, mu, sigma, exact, eps, need, backend=None, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
+    gl = torch.empty_like(slope) if slope is not None else x.new_empty(0)
+    return torch.empty_like(x), torch.empty_like(z), torch.empty_like(alpha), gl
+
+
+def differentiable_grads(fn, grad: Tensor, inputs: Tuple[Optional[Tensor], ...], needs) -> List[Optional[Tensor]]:
+    """The backward as a differentiable graph (for ``create_graph=True``: gradient penalties,
+    Hessian-vector products): autograd of the plain reference formulas, recorded so that it can
+    be differentiated again with respect to the inputs and ``grad``."""
+    wanted = [i for i, t in enumerate(inputs) if t is not None and needs[i]]
+    out: List[Optional[Tensor]] = [None] * len(inputs)
+    if not wanted:
+        return out
+    with torch.enable_grad():
+        y = fn(*inputs)
+        grads = torch.autograd.grad(y, [inputs[i] for i in wanted], grad, create_graph=True, allow_unused=True)
+    for i, g in zip(wanted, grads):
+        out[i] = torch.zeros_like(inputs[i]) if g is None else g
+    return out
+
+
+def _ash_setup(ctx, inputs, output) -> None:
+    x, z, alpha, slope, eps, backend, chunk_elements = inputs
+    _, mu, sigma, exact = output
+    ctx.save_for_backward(x, z, alpha, slope, mu, sigma, exact)
+    ctx.eps, ctx.backend, ctx.chunk_elements = eps, backend, chunk_elements
+    ctx.mark_non_differentiable(mu, sigma, exact)
+
+
+def _ash_backward(ctx, grad, _gmu, _gsigma, _gexact):
+    x, z, alpha, slope, mu, sigma, exact = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:4])
+    needs[3] = needs[3] and slope is not None
+    if torch.is_grad_enabled():  # a gradient of this gradient will be taken
+        eps = ctx.eps
+        grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, (1,), eps), grad,
+                                     (x, z, alpha, slope), needs)
+    else:
+        grads = list(torch.ops.ashlib.ash_backward(grad, x, z, alpha, slope, mu, sigma, exact, ctx.eps, needs,
+                                                   ctx.backend, ctx.chunk_elements))
+        grads = [g if nd else None for g, nd in zip(grads, needs)]
+    return grads[0], grads[1], grads[2], grads[3], None, None, None
+
+
+_ash_op.register_autograd(_ash_backward, setup_context=_ash_setup)
+
+
+@torch.library.custom_op("ashlib::hard_ash", mutates_args=())
+def _hard_ash_op(x: Tensor, z: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
+    """(y, keep) of hard ASH over the rows of 2-D x: y = x where x >= mu + z*sigma, else 0."""
+    zf = float(z)
+    if not math.isfinite(zf):
+        raise C.range_error("z", zf, "finite")
+    if x.numel() == 0:
+        return torch.empty_like(x), torch.zeros_like(x, dtype=torch.bool)
+    keep = R.hard_ash_keep(x, z, (1,), eps)
+    return torch.where(keep, x, torch.zeros_like(x)), keep
+
+
+@_hard_ash_op.register_fake
+def _(x, z, eps):
+    return torch.empty_like(x), torch.empty_like(x, dtype=torch.bool)
+
+
+@torch.library.custom_op("ashlib::topk_ash", mutates_args=())
+def _topk_ash_op(x: Tensor, n_keep: int) -> Tuple[Tensor, Tensor]:
+    """(y, keep) keeping the ``n_keep`` largest elements of each row of 2-D x (ties by position)."""
+    if x.numel() == 0:
+        return torch.empty_like(x), torch.zeros_like(x, dtype=torch.bool)
+    keep = torch.zeros_like(x, dtype=torch.bool)
+    if n_keep > 0:
+        keep.scatter_(1, torch.topk(x, n_keep, dim=1).indices, True)
+    return torch.where(keep, x, torch.zeros_like(x)), keep
+
+
+@_topk_ash_op.register_fake
+def _(x, n_keep):
+    return torch.empty_like(x), torch.empty_like(x, dtype=torch.bool)
+
+
+def _mask_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[1])
+    ctx.mark_non_differentiable(output[1])
+    ctx.n_inputs = len(inputs)
+
+
+def _mask_backward(ctx, grad, _gkeep):
+    (keep,) = ctx.saved_tensors
+    # the gate is piecewise constant: the gradient passes where the element was kept (a plain
+    # ATen expression, so it is differentiable again)
+    return (torch.where(keep, grad, torch.zeros_like(grad)),) + (None,) * (ctx.n_inputs - 1)
+
+
+_hard_ash_op.register_autograd(_mask_backward, setup_context=_mask_setup)
+_topk_ash_op.register_autograd(_mask_backward, setup_context=_mask_setup)
+
+
+# --- rows views and the Python entry points --------------------------------------------------------
+
+
+def as_rows(x: Tensor, dims: Tuple[int, ...]):
+    """x as a (rows, elements) tensor with one row per set of statistics over ``dims``, and a
+    function that turns a result of that shape back into x's shape and memory format.
+
+    The reduced dims are put last in the order they have in memory, so a channels_last map, or
+    statistics over the last dim, need no copy; the result comes back in x's memory format.
+    """
+    nd = x.dim()
+    keep = [d for d in range(nd) if d not in dims]
+    red = sorted(dims, key=lambda d: (-x.stride(d), d)) if len(dims) > 1 else list(dims)
+    perm = keep + red
+    xp = x.permute(perm) if perm != list(range(nd)) else x
+    n = math.prod(xp.shape[len(keep):])
+    rows = math.prod(xp.shape[: len(keep)])
+    x2 = xp.reshape(rows, n)
+    inv = [0] * nd
+    for i, p in enumerate(perm):
+        inv[p] = i
+
+    def restore(y2: Tensor) -> Tensor:
+        y = y2.reshape(xp.shape)
+        y = y.permute(inv) if perm != list(range(nd)) else y
+        if y.stride() != x.stride() and C.is_dense(x):
+            y = torch.empty_like(x).copy_(y)
+        return y
+
+    return x2, restore
+
+
+def as_param(v, like: Tensor) -> Tensor:
+    """A one-element parameter as a tensor: numbers become 0-d float64 tensors on x's device."""
+    if isinstance(v, Tensor):
+        return v
+    return torch.tensor(float(v), dtype=torch.float64, device=like.device)
+
+
+def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0, dim=None,
+        eps: float = 1e-5, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, backend: Optional[str] = None) -> Tensor:
+    r"""ASH through the registered operator ``torch.ops.ashlib.ash``, with one-element z and alpha.
+
+    ``backend`` (None: the fastest available, see :func:`select_backend`) chooses the C kernels of
+    :mod:`ashlib.ops.native` (CPU float32/bfloat16), Triton (CUDA) or chunked ATen ops, which
+    process ``chunk_elements`` elements' worth of rows at a time. Public code calls
+    :func:`ashlib.functional.ash`, which validates the arguments first.
+
+    >>> import torch
+    >>> torch.allclose(ash(torch.linspace(-2, 2, 5)), torch.tensor([-0.0360, -0.1192, 0., 0.8808, 1.9640]), atol=1e-4)
+    True
+    """
+    return _ash_call(x, z, alpha, None, dim, eps, chunk_elements, backend)
+
+
+def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0,
+              slope: Union[Number, Tensor] = 0.01, dim=None, eps: float = 1e-5,
+              chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, backend: Optional[str] = None) -> Tensor:
+    r"""Leaky ASH :math:`x(\ell + (1 - \ell) S(2\alpha(x - \mu_X - z\sigma_X)))` through ``torch.ops.ashlib.ash``."""
+    return _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend)
+
+
+def _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend) -> Tensor:
+    _check_backend(backend)
+    x2, restore = as_rows(x, C.reduce_dims(x, dim))
+    p = [as_param(v, x) for v in (z, alpha)] + [None if slope is None else as_param(slope, x)]
+    for name, v in zip(("z", "alpha", "slope"), p):
+        if v is not None and v.numel() != 1:
+            raise ValueError(f"{name} has {v.numel()} elements: the operator takes one value "
+                             "(ashlib.functional.ash accepts tensors broadcastable to x)")
+    y2 = torch.ops.ashlib.ash(x2, p[0], p[1], p[2], float(eps), backend, chunk_elements)[0]
+    return restore(y2)
+
+
+def hard_ash(x: Tensor, z: Union[Number, Tensor], dims: Tuple[int, ...], eps: float) -> Tensor:
+    """Hard ASH through ``torch.ops.ashlib.hard_ash`` (one-element z)."""
+    x2, restore = as_rows(x, dims)
+    return restore(torch.ops.ashlib.hard_ash(x2, as_param(z, x), float(eps))[0])
+
+
+def topk_ash(x: Tensor, n_keep: int, dims: Tuple[int, ...]) -> Tensor:
+    """Exact top-k ASH through ``torch.ops.ashlib.topk_ash``."""
+    x2, restore = as_rows(x, dims)
+    return restore(torch.ops.ashlib.topk_ash(x2, int(n_keep))[0])
+
+
+def topk_ash_kthvalue(x: Tensor, k: float) -> Tensor:
+    """Exact top-k ASH by a per-sample threshold from ``torch.kthvalue`` (no sort, no scatter).
+
+    Keeps every element >= the ``round(k*n)``-th largest value of its sample (statistics over
+    all dims but the batch), so ties at the threshold may keep a few more than ``round(k*n)``;
+    :func:`ashlib.functional.topk_ash` keeps exactly that many. Used by the benchmarks to time
+    the "sorting" alternative the ASH paper argues against.
+    """
+    if not (0.0 < k < 1.0):
+        raise C.range_error("k", k, "in the open interval (0, 1)")
+    x2 = _rows(x)
+    n = x2.shape[1]
+    n_keep = int(round(k * n))
+    if n_keep == 0:
+        return torch.zeros_like(x)
+    thr = torch.kthvalue(x2.detach(), n - n_keep + 1, dim=1, keepdim=True).values
+    return (x2 * (x2 >= thr)).reshape(x.shape)
