@@ -252,7 +252,11 @@ def topk_ash(x: Tensor, k: float, dim: Dim = None) -> Tensor:
     _check_x(x)
     check_open_unit("k", k)
     dims = reduce_dims(x, dim)
-    n_keep = int(round(k * math.prod(x.shape[d] for d in dims)))
+    n = 1
+    for d in dims:
+        n = n * x.shape[d]
+    # (under torch.jit.trace sizes are tensors: int() then warns that the trace fixes this count)
+    n_keep = int(round(k * int(n)))
     if _by_operator("fused"):
         return _ash_ops.topk_ash(x, n_keep, dims)
     return R.topk_ash(x, n_keep, dims)

@@ -76,7 +76,9 @@ def statistics(x: Tensor, dims: Sequence[int], eps: float) -> Tuple[Tensor, Tens
     scale = torch.pow(2.0, torch.clamp(torch.floor(torch.log2(safe)), max=top))
     # the mean as sum(x/n): it cannot overflow, and its derivative 1/n does not pass through the
     # scale (scale * mean(x/scale) would multiply an upstream gradient by up to 2^1023)
-    n = math.prod(x.shape[d] for d in dims)
+    n = 1
+    for d in dims:
+        n = n * x.shape[d]
     mu = torch.sum(x / n, dim=dims, keepdim=True)
     y = x / scale
     my = mu / scale
@@ -140,7 +142,7 @@ def topk_ash(x: Tensor, n_keep: int, dims: Sequence[int]) -> Tensor:
     mask = torch.zeros_like(flat, dtype=torch.bool)
     if n_keep > 0:
         idx = torch.topk(flat.detach(), n_keep, dim=-1).indices
-        mask = mask.scatter(-1, idx, True)
+        mask = mask.scatter(-1, idx, torch.ones_like(idx, dtype=torch.bool))
     out = torch.where(mask, flat, torch.zeros_like(flat)).reshape(xp.shape)
     inv = [0] * len(perm)
     for i, p in enumerate(perm):

@@ -235,3 +235,67 @@ def test_thread_pool_survives_fork():
     res = _run(code, timeout=120)  # a child stuck on the parent's dead pool threads would hang
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "child exit 0"
+
+
+def _counting_cc(tmp_path, sleep: float = 0.0):
+    """A C compiler wrapper that logs each call (and can be slow, to be killed mid-build)."""
+    log = tmp_path / "cc.log"
+    cc = tmp_path / "cc-wrapper"
+    cc.write_text(f"#!/bin/sh\nif [ \"$1\" = --version ]; then exec cc \"$@\"; fi\n"
+                  f"echo call >> {log}\nsleep {sleep}\nexec cc \"$@\"\n")
+    cc.chmod(0o755)
+    return str(cc), log
+
+
+def test_concurrent_builds_compile_once(tmp_path):
+    """Several processes starting at once (DDP ranks, pytest workers) share one compilation."""
+    cc, log = _counting_cc(tmp_path, sleep=1.0)
+    env = dict(os.environ, PYTHONPATH=ROOT, ASHLIB_CACHE_DIR=str(tmp_path / "cache"), CC=cc)
+    code = "from ashlib.ops import native; print(native.build())"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    paths = {p.communicate(timeout=300)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(paths) == 1 and os.path.exists(paths.pop())
+    assert log.read_text().count("call") == 1
+    assert not [f for f in os.listdir(tmp_path / "cache") if f.startswith("building-")]
+
+
+def test_killed_build_leaves_nothing_and_releases_the_lock(tmp_path):
+    import signal
+    import time
+    cc, log = _counting_cc(tmp_path, sleep=30.0)
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=ROOT, ASHLIB_CACHE_DIR=str(cache), CC=cc)
+    proc = subprocess.Popen([sys.executable, "-c", "from ashlib.ops import native; native.build()"], env=env,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not (log.exists() and cache.exists() and [f for f in os.listdir(cache) if f.startswith("building-")]):
+        assert time.time() < deadline, "the build never started"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the Python process and the compiler it started
+    proc.wait(timeout=60)
+    assert [f for f in os.listdir(cache) if f.startswith("building-")]  # what the killed build left
+    # the next build is not blocked by the dead process's lock and removes its leftovers
+    r = subprocess.run([sys.executable, "-c", "from ashlib.ops import native; print(native.build())"],
+                       env=dict(env, CC="cc"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    left = os.listdir(cache)
+    assert not [f for f in left if f.startswith("building-")]
+    assert sum(f.endswith(".so") for f in left) == 1
+
+
+def test_thread_pool_is_kept_across_batch_sizes():
+    torch.manual_seed(0)
+    with_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        pools = set()
+        for rows in (3, 64, 5, 64):
+            x = torch.randn(rows, native.PARALLEL_MIN_ELEMENTS // 2)
+            FU.ash(x, 0.3, 1.0, backend="native")
+            if native._pool is not None:
+                pools.add(id(native._pool))
+        assert len(pools) <= 1
+    finally:
+        torch.set_num_threads(with_threads)

@@ -404,7 +404,13 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
         if K != K0:
             ga = ga.reshape(K0, inner0).sum(1)
         ga = ga.reshape(a.shape).to(a.dtype)
-    return (None if y is None else y.reshape(x.shape), None if gx is None else gx.reshape(x.shape), ga)
+    return (None if y is None else _shaped(y, x), None if gx is None else _shaped(gx, x), ga)
+
+
+def _shaped(t: Tensor, x: Tensor) -> Tensor:
+    """t in x's shape, itself (not a view) when it already has it: an operator's output must not
+    be a view, or in-place ops on it fail."""
+    return t if t.shape == x.shape else t.reshape(x.shape)
 
 
 def _dispatch(op: str, x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool):
@@ -452,7 +458,8 @@ def _register(name: str) -> None:
         if x.numel() == 0:
             return torch.empty_like(x)
         a = param.to(_cd(x))
-        return _dispatch(kind, x.contiguous(), a, None, True, False, False)[0].reshape(x.shape)
+        y = _dispatch(kind, x.contiguous(), a, None, True, False, False)[0]
+        return y if y._base is None else y.clone()
 
     def backward(grad: Tensor, x: Tensor, param: Tensor, need: List[bool]) -> Tuple[Tensor, Tensor]:
         need_x, need_a = need
@@ -460,7 +467,7 @@ def _register(name: str) -> None:
             return torch.zeros_like(x), torch.zeros_like(param)
         a = param.to(_cd(x))
         _, gx, ga = _dispatch(kind, x.contiguous(), a, grad.contiguous(), False, need_x, need_a)
-        gx = gx.reshape(x.shape) if need_x else torch.empty_like(x)
+        gx = _shaped(gx, x) if need_x else torch.empty_like(x)
         ga = ga.to(param.dtype) if need_a else torch.empty_like(param)
         return gx, ga
 

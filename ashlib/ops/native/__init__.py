@@ -18,6 +18,7 @@ ctypes releases the GIL during a call, so :func:`parallel_rows` spreads samples 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -97,6 +98,10 @@ def _compiler_version(cc: str) -> str:
 def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
     """Compile the ``*.c`` files of this folder (if not cached) and return the shared library's path.
 
+    Safe to call from many processes at once (DDP ranks, pytest workers): the build holds an
+    exclusive lock on a file in the cache folder, so one process compiles and the others wait and
+    then load its result. The compiler writes to a temporary file that is moved into place
+    atomically; temporary files left by a build that was killed are removed by the next one.
     Raises ``RuntimeError`` with the compiler's message when compilation fails.
     """
     cc = cc or os.environ.get("CC") or "cc"
@@ -107,23 +112,64 @@ def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
         with open(path, "rb") as fh:
             src += fh.read()
     errors = []
+    out_dir = _cache_dir()
     for fl in ([flags] if flags else [_FLAGS_NATIVE, _FLAGS_PORTABLE]):
         key = hashlib.sha256(src + " ".join(fl).encode() + _compiler_version(cc).encode()
                              + _cpu_flags().encode()).hexdigest()[:20]
-        out_dir = _cache_dir()
         path = os.path.join(out_dir, f"ashlib_native-{key}.so")
         if os.path.exists(path):
             return path
         os.makedirs(out_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-        os.close(fd)
-        proc = subprocess.run([cc, *fl, *SOURCES, "-o", tmp, "-lm"], capture_output=True, text=True)
-        if proc.returncode == 0:
-            os.replace(tmp, path)  # atomic: concurrent builders (test workers) all end with one file
-            return path
-        os.unlink(tmp)
-        errors.append(f"{cc} {' '.join(fl)}: {proc.stderr.strip()[-2000:]}")
+        with _build_lock(out_dir):
+            if os.path.exists(path):  # another process built it while this one waited
+                return path
+            _remove_stale_temporaries(out_dir)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".so", dir=out_dir)
+            os.close(fd)
+            try:
+                proc = subprocess.run([cc, *fl, *SOURCES, "-o", tmp, "-lm"], capture_output=True, text=True)
+                if proc.returncode == 0:
+                    os.replace(tmp, path)  # atomic: readers see no file or the whole file
+                    return path
+                errors.append(f"{cc} {' '.join(fl)}: {proc.stderr.strip()[-2000:]}")
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
     raise RuntimeError("compiling ashlib/ops/native/*.c failed:\n" + "\n".join(errors))
+
+
+_TMP_PREFIX = "building-"
+
+
+@contextlib.contextmanager
+def _build_lock(out_dir: str):
+    """An exclusive advisory lock (flock) on ``out_dir/build.lock``, released when the process
+    holding it exits, however it exits."""
+    fh = open(os.path.join(out_dir, "build.lock"), "a+")
+    try:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock; the atomic rename still keeps the cache consistent
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def _remove_stale_temporaries(out_dir: str) -> None:
+    """Temporary outputs of builds that did not finish (killed compilers). Called with the build
+    lock held, so no live build owns one."""
+    for name in os.listdir(out_dir):
+        if name.startswith(_TMP_PREFIX) or (name.startswith("tmp") and name.endswith(".so")):
+            try:
+                os.unlink(os.path.join(out_dir, name))
+            except OSError:
+                pass
 
 
 def library() -> Optional[ctypes.CDLL]:
@@ -177,13 +223,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _executor(n: int) -> ThreadPoolExecutor:
+def _executor() -> ThreadPoolExecutor:
+    """One pool for the process, sized to torch's thread count (grown if that count grows, never
+    rebuilt for a smaller batch: calls with fewer rows simply use fewer of its threads)."""
     global _pool, _pool_size
-    if _pool is None or _pool_size != n:
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ashlib-native")
-        _pool_size = n
+    n = max(1, torch.get_num_threads())
+    if _pool is None or _pool_size < n:
+        with _lock:
+            if _pool is None or _pool_size < n:
+                old = _pool
+                _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ashlib-native")
+                _pool_size = n
+                if old is not None:
+                    old.shutdown(wait=False)
     return _pool
 
 
@@ -199,7 +251,7 @@ def parallel_rows(rows: int, n: int, call: Callable[[int, int], object]) -> list
     if threads <= 1 or rows * n < PARALLEL_MIN_ELEMENTS:
         return [call(0, rows)]
     bounds = [rows * i // threads for i in range(threads + 1)]
-    pool = _executor(threads)
+    pool = _executor()
     futs = [pool.submit(call, bounds[i], bounds[i + 1]) for i in range(1, threads)]
     first = call(bounds[0], bounds[1])
     return [first] + [f.result() for f in futs]
