@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/python_env.sh   # ASHLIB_PY: .venv, the active conda env or ASHLIB_PYTHON
 export MPLBACKEND=Agg
-.venv/bin/jupyter-book build . --all --warningiserror --keep-going
-.venv/bin/python scripts/check_book_offline.py _build/html
+"$("$ASHLIB_PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/jupyter-book" build . --all --warningiserror --keep-going
+"$ASHLIB_PY" scripts/check_book_offline.py _build/html

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/python_env.sh   # ASHLIB_PY: .venv, the active conda env or ASHLIB_PYTHON
 export ASHLIB_PROFILE=${ASHLIB_PROFILE:-quick}
 export MPLBACKEND=Agg
 # two pytest workers on two cores: one thread each, or the OpenMP pools of the two notebook
@@ -12,4 +13,4 @@ args=(tests --doctest-modules ashlib)
 if compgen -G "notebooks/*.ipynb" >/dev/null; then
   args+=(--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks)
 fi
-.venv/bin/python -m pytest -n 2 --dist loadfile -q "${args[@]}" "$@"
+"$ASHLIB_PY" -m pytest -n 2 --dist loadfile -q "${args[@]}" "$@"
