@@ -146,3 +146,58 @@ def test_object_arrays_and_other_values_refused(tmp_path):
     p.write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": {0: 1}}, protocol=2))
     with pytest.raises(DatasetFormatError, match="batch"):
         read_cifar_batch(p, "labels", 10)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+from ashlib.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, fit, seed_everything  # noqa: E402
+
+
+def _tiny_fit(ckpt, epochs=2, **kw):
+    seed_everything(0)
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.TensorDataset(x, (x.sum(1) > 0).long())
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    return fit(model, data, epochs=epochs, batch_size=8, lr=0.1, seed=0, progress=False, checkpoint=ckpt, **kw)
+
+
+def test_checkpoint_is_plain_data_with_a_version(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    res = _tiny_fit(ckpt, record_epoch=lambda e, m: {"epoch": e, "w": m[0].weight.detach().clone()})
+    state = torch.load(ckpt, weights_only=True)  # torch's own safe loader reads it without extra globals
+    assert state["format"] == CHECKPOINT_FORMAT and state["version"] == CHECKPOINT_VERSION
+    assert [r["epoch"] for r in state["records"]] == [1, 2] and len(res.records) == 2
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    # resuming a finished run trains nothing more and returns the saved records
+    again = _tiny_fit(ckpt, record_epoch=lambda e, m: None)
+    assert again.resumed_from == 2 and torch.equal(again.records[1]["w"], res.records[1]["w"])
+
+
+def test_checkpoint_with_a_foreign_object_is_refused(tmp_path):
+    marker = tmp_path / "MARKER"
+    ckpt = tmp_path / "run.pt"
+    _tiny_fit(ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    state["history"].append(_RunsCommand(f"touch {marker}"))
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match="posix.system") as err:
+        _tiny_fit(ckpt, epochs=3)
+    assert not marker.exists(), "resuming the crafted checkpoint ran its command"
+    assert str(ckpt) in str(err.value) and "start over" in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_checkpoint_of_another_version_or_program(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    _tiny_fit(ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    torch.save({**state, "version": CHECKPOINT_VERSION + 1}, ckpt)
+    with pytest.raises(CheckpointError, match=f"version {CHECKPOINT_VERSION + 1}.*resume=False"):
+        _tiny_fit(ckpt)
+    torch.save(nn.Linear(3, 4).state_dict(), ckpt)  # a bare state dict: readable, but not fit's checkpoint
+    with pytest.raises(CheckpointError, match="not an ashlib fit checkpoint"):
+        _tiny_fit(ckpt)
+    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match=str(ckpt)):
+        _tiny_fit(ckpt)
+    assert _tiny_fit(ckpt, resume=False).resumed_from == 0  # the way out the messages name
