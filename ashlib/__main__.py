@@ -19,6 +19,7 @@ done. ``--out`` remembers the configuration; another configuration there is refu
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import sys
@@ -81,8 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = _parse_sets(args.set)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
+    seeds = tuple(args.seeds) if args.seeds else None
+    if "seeds" in overrides:  # --set seeds=(0,1) means --seeds 0 1 (make_config takes seeds apart)
+        if seeds is not None:
+            print("error: give the seeds once, with --seeds or with --set seeds=...", file=sys.stderr)
+            return 2
+        try:
+            parsed = ast.literal_eval(overrides.pop("seeds"))
+            seeds = tuple(int(s) for s in (parsed if isinstance(parsed, (list, tuple)) else (parsed,)))
+        except (ValueError, SyntaxError, TypeError) as exc:
+            print(f"error: --set seeds expects integers, e.g. seeds=(0,1) ({exc})", file=sys.stderr)
+            return 2
     try:
-        cfg = make_config(args.name, args.profile, tuple(args.seeds) if args.seeds else None, **overrides)
+        cfg = make_config(args.name, args.profile, seeds, **overrides)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -403,7 +403,8 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
         checkpoint: str | Path | None = None, resume: bool = True, progress: bool = True,
         desc: str | None = None, eval_batch_size: int = 1024, num_workers: int = 0,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-        record_epoch: Callable[[int, nn.Module], Any] | None = None) -> FitResult:
+        record_epoch: Callable[[int, nn.Module], Any] | None = None,
+        checkpoint_interval: float = 0.0) -> FitResult:
     """Train ``model`` on ``train_data`` for ``epochs`` epochs (see the module docstring).
 
     Args:
@@ -424,6 +425,8 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
         drop_last: drop the last incomplete batch of each epoch.
         checkpoint: file to save after every epoch and to resume from.
         resume: resume from ``checkpoint`` when it exists (False: start over and overwrite it).
+        checkpoint_interval: save the checkpoint after an epoch only when at least this many seconds
+            have passed since the last save (0: after every epoch); the last epoch is always saved.
         progress: show a tqdm bar over epochs (only on rank 0).
         on_epoch_end: called with (epoch, history entry) after each epoch's checkpoint is saved.
         record_epoch: called with (epoch, model) after each epoch, before the checkpoint is saved;
@@ -480,6 +483,7 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
                                   f"{str(exc)[:300]}); pass resume=False or another checkpoint path to start "
                                   "over") from None
     resumed_from = start
+    last_save = time.monotonic()
 
     from tqdm.auto import tqdm  # noqa: PLC0415 (import only when training)
 
@@ -528,7 +532,9 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
         if not all(math.isfinite(entry[k]) for k in ("train_loss",)):
             bar.close()
             raise FloatingPointError(f"training loss is {entry['train_loss']} at epoch {epoch + 1}")
-        if ckpt is not None and rank == 0:
+        due = epoch + 1 == epochs or time.monotonic() - last_save >= checkpoint_interval
+        if ckpt is not None and rank == 0 and due:
+            last_save = time.monotonic()
             _save_checkpoint(ckpt, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),

@@ -369,9 +369,10 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
                     samples[epoch + 1] = fake[:config.n_grid].clone()
                 bar.set_postfix(fd=round(fd, 2))
                 if epoch + 1 < config.epochs:
-                    store.save_progress(unit, {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
-                                               "opt_d": opt_d.state_dict(), "history": history, "samples": samples,
-                                               "rng": torch.get_rng_state()}, epoch + 1)
+                    store.save_progress(unit, lambda: {
+                        "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
+                        "opt_d": opt_d.state_dict(), "history": history, "samples": samples,
+                        "rng": torch.get_rng_state()}, epoch + 1)
             bar.close()
             row = {"act": act, "seed": seed, "history": history,
                    "sec_per_epoch": sum(h["seconds"] for h in history) / len(history),

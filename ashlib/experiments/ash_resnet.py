@@ -460,7 +460,8 @@ def run_ash_resnet(config: AshResNetConfig, progress: bool = True, reuse: AshRes
                     res = fit(model, train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                               optimizer=config.optimizer, weight_decay=config.weight_decay, val_data=test,
                               device=dev, seed=seed, progress=progress, desc=f"{label(act)} seed {seed}",
-                              checkpoint=store.checkpoint(unit), record_epoch=lambda e, m: ash_thresholds(m))
+                              checkpoint=store.checkpoint(unit), checkpoint_interval=store.checkpoint_seconds,
+                              record_epoch=lambda e, m: ash_thresholds(m))
                     wall = time.perf_counter() - t0
                     active = active_fractions(res.model, probe, per_sample=True)
                     last = res.history[-1]

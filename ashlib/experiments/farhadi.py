@@ -366,7 +366,8 @@ def run_table1(config: Table1Config, progress: bool = True, store: RunStore | No
                                 res = fit(model, train_ds, epochs=config.epochs, batch_size=config.batch_size,
                                           optimizer=config.optimizer, lr=config.lr, l1=config.l1, l2=config.l2,
                                           loss="bce", device=device, seed=run_seed, progress=False,
-                                          checkpoint=store.checkpoint(unit))
+                                          checkpoint=store.checkpoint(unit),
+                                          checkpoint_interval=store.checkpoint_seconds)
                                 test = evaluate(res.model, test_ds, loss="bce")
                                 alphas = [a.tolist() for a in adaptive_alphas(res.model).values()]
                                 return {
@@ -605,7 +606,8 @@ def run_table2(config: Table2Config, progress: bool = True, store: RunStore | No
                     t0 = time.perf_counter()
                     res = fit(model, train, val_data=test, epochs=config.epochs, batch_size=config.batch_size,
                               lr=config.lr, momentum=config.momentum, loss="cross_entropy", device=device, seed=seed,
-                              progress=False, checkpoint=store.checkpoint(unit))
+                              progress=False, checkpoint=store.checkpoint(unit),
+                              checkpoint_interval=store.checkpoint_seconds)
                     return {
                         "conv": conv, "fc": fc, "seed": seed,
                         "test_acc": res.final["val_acc"], "train_acc": res.final["train_acc"],

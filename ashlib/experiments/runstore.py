@@ -11,7 +11,9 @@ Layout of the output folder (``--out``)::
     run.json                 the experiment's name, its full config and their fingerprint
     units/<unit>.pt          one finished unit: tensors and plain data (torch.save), read with
                              weights_only=True
-    units/<unit>.ckpt.pt     the epoch checkpoint of a unit in progress (removed when it ends)
+    units/<unit>.ckpt.pt     the epoch checkpoint of a unit in progress (removed when it ends),
+                             saved after an epoch once ``checkpoint_seconds`` have passed since
+                             the last save ($ASHLIB_CHECKPOINT_SECONDS, default 30; 0: every epoch)
 
 Every file is written atomically (a temporary file in the same folder, fsync, rename), so a
 run killed at any moment leaves only whole files; a damaged unit file (truncated, or holding
@@ -29,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -91,7 +94,10 @@ class RunStore:
         self.write = write
         self.log = log if log is not None else (lambda msg: print(f"[ashlib] {msg}", flush=True))
         self.resumed: list[str] = []
+        self.checkpoint_seconds = float(os.environ.get("ASHLIB_CHECKPOINT_SECONDS", "30"))
         self.fingerprint = config_fingerprint(experiment, config) if config is not None else ""
+        self._opened = time.monotonic()
+        self._last_progress: dict[str, float] = {}
         if self.root is None:
             return
         self.units_dir = self.root / "units"
@@ -230,9 +236,17 @@ class RunStore:
         self.log(f"continuing {name} from its checkpoint after epoch {env.get('epoch')}")
         return env["state"]
 
-    def save_progress(self, name: str, state: Any, epoch: int) -> None:
-        """Save the state of an unfinished unit (a custom training loop's per-epoch checkpoint)."""
+    def save_progress(self, name: str, state: Callable[[], Any], epoch: int, force: bool = False) -> None:
+        """Save the state of an unfinished unit after ``epoch`` (a custom training loop's checkpoint).
+
+        ``state`` is called (to build the state) only when a save is due: ``checkpoint_seconds``
+        since the last save, or ``force``."""
         if self.root is None or not self.write:
             return
+        now = time.monotonic()
+        if not force and now - self._last_progress.get(name, self._opened) < self.checkpoint_seconds:
+            return
+        self._last_progress[name] = now
+        state = state()
         atomic_torch_save({"format": STORE_FORMAT + ".progress", "unit": name, "fingerprint": self.fingerprint,
                            "epoch": epoch, "state": state}, self._ckpt_path(name))
