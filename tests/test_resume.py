@@ -66,6 +66,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     proc.wait()
     proc.stdout.close()
     done_before = len(_units(out))
+    print(f"killed with {done_before} of {N_UNITS} units stored, an epoch checkpoint present: {ckpt_seen}")
     assert 1 <= done_before < N_UNITS and ckpt_seen
     assert not (out / "results.json").exists()
 
