@@ -10,11 +10,16 @@ Examples::
 ``--set key=value`` overrides any setting of the experiment's config (values are read as
 Python literals: ``lr=0.05``, ``seeds=(0,1)``, ``dataset=mnist``); ``python -m ashlib show NAME``
 prints the settings of both profiles.
+
+Runs resume: each finished unit (a seed, a grid cell; inside a long training, its last epoch)
+is written to ``--out`` as it ends, and the same command with the same ``--out`` skips what is
+done. ``--out`` remembers the configuration; another configuration there is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import sys
@@ -36,6 +41,8 @@ def _parse_sets(items: Sequence[str]) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ashlib`` (and the ``ashlib`` console script)."""
     from .experiments import PROFILES, experiment_names, get_experiment, make_config  # noqa: PLC0415
+    from .experiments.registry import run_config  # noqa: PLC0415
+    from .experiments.runstore import RunConfigMismatch  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m ashlib", description="Run the ashlib experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("name", help="experiment name (see `list`)")
     run.add_argument("--profile", choices=PROFILES, default=None,
                      help="quick (book scale) or paper (the paper's settings); default: $ASHLIB_PROFILE or quick")
-    run.add_argument("--out", required=True, help="output folder (created)")
+    run.add_argument("--out", required=True,
+                     help="output folder (created); finished units are stored there as they end, and running "
+                          "the same command again resumes")
     run.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run, e.g. --seeds 0 1 2")
     run.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config setting")
@@ -73,15 +82,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = _parse_sets(args.set)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
+    seeds = tuple(args.seeds) if args.seeds else None
+    if "seeds" in overrides:  # --set seeds=(0,1) means --seeds 0 1 (make_config takes seeds apart)
+        if seeds is not None:
+            print("error: give the seeds once, with --seeds or with --set seeds=...", file=sys.stderr)
+            return 2
+        try:
+            parsed = ast.literal_eval(overrides.pop("seeds"))
+            seeds = tuple(int(s) for s in (parsed if isinstance(parsed, (list, tuple)) else (parsed,)))
+        except (ValueError, SyntaxError, TypeError) as exc:
+            print(f"error: --set seeds expects integers, e.g. seeds=(0,1) ({exc})", file=sys.stderr)
+            return 2
     try:
-        cfg = make_config(args.name, args.profile, tuple(args.seeds) if args.seeds else None, **overrides)
+        cfg = make_config(args.name, args.profile, seeds, **overrides)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     main_rank = is_main_process()
     if main_rank:
         print(f"[ashlib] {args.name}, profile {cfg.profile}: " + json.dumps(dataclasses.asdict(cfg)), flush=True)
-    result = get_experiment(args.name).run(cfg, progress=main_rank and not args.no_progress)
+    try:
+        result = run_config(args.name, cfg, progress=main_rank and not args.no_progress, out_dir=args.out,
+                            write=main_rank)
+    except RunConfigMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if main_rank:
         if args.no_figures:
             result.figures = lambda: {}  # type: ignore[method-assign]

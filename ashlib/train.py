@@ -19,9 +19,14 @@ What it does, in the order a run meets it:
 - **history**: per epoch the mean training loss (without the penalty) and accuracy, the
   validation loss and accuracy when ``val_data`` is given, the learning rate and the seconds.
 - **checkpoints**: with ``checkpoint=PATH`` the model, optimizer, scheduler, scaler, history
-  and every RNG state are saved after each epoch (atomically); calling ``fit`` again with the
-  same path resumes after the last saved epoch, and ends with the same parameters as a run
-  that was never interrupted.
+  and every RNG state are saved after each epoch (atomically: a temporary file in the same
+  folder, fsync, rename); calling ``fit`` again with the same path resumes after the last
+  saved epoch, and ends with the same parameters as a run that was never interrupted.
+  Checkpoints hold only tensors and plain data (dicts, lists, tuples, numbers, strings) and are
+  read with ``torch.load(weights_only=True)``: a file holding any other object is refused
+  (:class:`CheckpointError`) without running anything. They carry a format name and version
+  (:data:`CHECKPOINT_VERSION`); one from another program or ashlib version is refused with a
+  message that says what to do.
 - **DDP**: when ``torch.distributed`` is initialised (e.g. under ``torchrun``; see
   :func:`init_distributed`) the model is wrapped in DistributedDataParallel and each global
   batch of ``batch_size`` examples is split across the processes. Each process scales its
@@ -34,7 +39,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pickle
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +59,18 @@ from .data.tensors import is_batch_indexable, subset
 __all__ = [
     "select_device", "seed_everything", "init_distributed", "dist_info", "is_main_process",
     "FitResult", "fit", "evaluate", "kfold_indices", "cross_validate", "penalised_weights",
-    "epoch_permutation",
+    "epoch_permutation", "CheckpointError", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "atomic_torch_save",
+    "safe_torch_load", "load_fit_checkpoint",
 ]
+
+#: Name and version stored in every checkpoint :func:`fit` writes; bump the version when the layout changes.
+CHECKPOINT_FORMAT = "ashlib.fit"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (or stored result) file that cannot be used: foreign objects, another format or
+    version, another run's settings, or damaged. The message names the file and what to do."""
 
 
 # --------------------------------------------------------------------------- devices, seeds, processes
@@ -272,11 +289,13 @@ class FitResult:
         model: the trained model (unwrapped from DDP), on its training device.
         history: one dict per epoch: epoch, train_loss, train_acc, [val_loss, val_acc], lr, seconds.
         resumed_from: the epoch a checkpoint resumed from (0 when training started fresh).
+        records: what ``record_epoch`` returned after each epoch (empty without it).
     """
 
     model: nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
+    records: list[Any] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, float]:
@@ -298,7 +317,10 @@ def _make_optimizer(optimizer: str | Callable, params: Iterable[torch.Tensor], l
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state as tensors and plain data (numpy's key array as a list of ints)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = {"python": random.getstate(), "numpy": (kind, [int(k) for k in keys], int(pos), int(has_gauss),
+                                                    float(gauss)), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -306,17 +328,71 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
+
+
+def atomic_torch_save(payload: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in ``path``'s folder, fsync, then rename over ``path``.
+
+    An interruption at any point leaves either the previous file or the new one, never half
+    of one (a leftover ``.tmp`` file is ignored by the readers).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def safe_torch_load(path: str | Path, map_location: Any = None, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file and say what to do.
+
+    Raises:
+        CheckpointError: the file holds an object other than tensors and plain data (it is
+            refused before that object is built), is not a torch file, or is truncated.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise CheckpointError(
+                f"{path}: refused to load this {what}: it holds {found.group(1)}, which is not a tensor or plain "
+                "data (it was written by another program or an older ashlib, or was crafted); nothing in it "
+                "was run. Delete it, or use another path, to start over.") from None
+        raise CheckpointError(f"{path}: not a readable {what} (damaged or not a torch file); delete it to start "
+                              "over") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__}: {str(exc)[:200]}); the file "
+                              "is truncated or damaged: delete it to start over") from None
+
+
+def load_fit_checkpoint(path: str | Path, map_location: Any = None) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`fit` and check its format and version (see :func:`safe_torch_load`)."""
+    state = safe_torch_load(path, map_location)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an ashlib fit checkpoint (no format field {CHECKPOINT_FORMAT!r}); "
+                              "pass resume=False or another checkpoint path to start over")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {state.get('version')!r}, this ashlib reads version "
+                              f"{CHECKPOINT_VERSION}; pass resume=False (or delete the file) to start over")
+    return state
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: an interruption never leaves half a checkpoint
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, path)
 
 
 def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, lr: float = 0.01,
@@ -326,7 +402,9 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
         seed: int = 0, deterministic: bool = False, amp: bool = False, drop_last: bool = False,
         checkpoint: str | Path | None = None, resume: bool = True, progress: bool = True,
         desc: str | None = None, eval_batch_size: int = 1024, num_workers: int = 0,
-        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        record_epoch: Callable[[int, nn.Module], Any] | None = None,
+        checkpoint_interval: float = 0.0) -> FitResult:
     """Train ``model`` on ``train_data`` for ``epochs`` epochs (see the module docstring).
 
     Args:
@@ -347,8 +425,18 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
         drop_last: drop the last incomplete batch of each epoch.
         checkpoint: file to save after every epoch and to resume from.
         resume: resume from ``checkpoint`` when it exists (False: start over and overwrite it).
+        checkpoint_interval: save the checkpoint after an epoch only when at least this many seconds
+            have passed since the last save (0: after every epoch); the last epoch is always saved.
         progress: show a tqdm bar over epochs (only on rank 0).
         on_epoch_end: called with (epoch, history entry) after each epoch's checkpoint is saved.
+        record_epoch: called with (epoch, model) after each epoch, before the checkpoint is saved;
+            what it returns (tensors and plain data only) is kept in ``FitResult.records``, one
+            per epoch, and saved in the checkpoint, so a resumed run returns the records of the
+            epochs it did not rerun.
+
+    Raises:
+        CheckpointError: ``checkpoint`` exists but holds foreign objects, another format version,
+            another run's settings, or is damaged (the message names the file and what to do).
 
     Returns:
         a :class:`FitResult`.
@@ -372,21 +460,30 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
     signature = {"seed": seed, "batch_size": batch_size, "world_size": world, "n_train": len(train_data)}
 
     history: list[dict[str, float]] = []
+    records: list[Any] = []
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
-        if state["signature"] != signature:
-            raise ValueError(f"checkpoint {ckpt} was written by a different run: {state['signature']} != {signature}")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler") is not None:
-            sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history = list(state["history"])
-        start = int(state["epoch"])
-        _set_rng_state(state["rng"])
+        state = load_fit_checkpoint(ckpt, map_location=dev)
+        if state.get("signature") != signature:
+            raise CheckpointError(f"checkpoint {ckpt} was written by a different run: {state.get('signature')} != "
+                                  f"{signature}; pass resume=False or another checkpoint path to start over")
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if sched is not None and state.get("scheduler") is not None:
+                sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            history = list(state["history"])
+            records = list(state.get("records", []))
+            start = int(state["epoch"])
+            _set_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt} does not fit this model or optimizer ({type(exc).__name__}: "
+                                  f"{str(exc)[:300]}); pass resume=False or another checkpoint path to start "
+                                  "over") from None
     resumed_from = start
+    last_save = time.monotonic()
 
     from tqdm.auto import tqdm  # noqa: PLC0415 (import only when training)
 
@@ -429,15 +526,20 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
             entry["val_loss"], entry["val_acc"] = ev["loss"], ev["accuracy"]
         entry["seconds"] = time.perf_counter() - t0
         history.append(entry)
+        if record_epoch is not None:
+            records.append(record_epoch(epoch + 1, model))
         bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k in ("train_loss", "val_acc")})
         if not all(math.isfinite(entry[k]) for k in ("train_loss",)):
             bar.close()
             raise FloatingPointError(f"training loss is {entry['train_loss']} at epoch {epoch + 1}")
-        if ckpt is not None and rank == 0:
+        due = epoch + 1 == epochs or time.monotonic() - last_save >= checkpoint_interval
+        if ckpt is not None and rank == 0 and due:
+            last_save = time.monotonic()
             _save_checkpoint(ckpt, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),
-                "history": history, "epoch": epoch + 1, "rng": _rng_state(), "signature": signature,
+                "history": history, "records": records, "epoch": epoch + 1, "rng": _rng_state(),
+                "signature": signature,
             })
         if ckpt is not None and world > 1:
             dist.barrier()
@@ -446,7 +548,7 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
     bar.close()
     if deterministic and not was_deterministic:
         torch.use_deterministic_algorithms(False)
-    return FitResult(model=model, history=history, resumed_from=resumed_from)
+    return FitResult(model=model, history=history, resumed_from=resumed_from, records=records)
 
 
 # --------------------------------------------------------------------------- cross-validation

@@ -196,7 +196,7 @@ def test_ddp_matches_single_process(tmp_path):
     single = fit(model, blobs(45), epochs=2, batch_size=20, lr=0.1, l1=1e-3, l2=1e-3, device="cpu",
                  progress=False)
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    ddp = torch.load(tmp_path / "ddp.pt", weights_only=False)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     for p, q in zip(single.model.parameters(), ddp["params"]):
         assert torch.allclose(p.detach(), q, atol=1e-6, rtol=1e-5)
     for a, b in zip(single.history, ddp["history"]):

@@ -48,6 +48,7 @@ from ..analysis.metrics import frechet_distance_features
 from ..models import DCGANDiscriminator, DCGANGenerator, LeNet5, PreActResNet
 from ..train import evaluate, fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
+from .runstore import RunStore
 from .labels import LABELS
 from .report import mean_sd_se
 
@@ -286,10 +287,16 @@ def generator_step_times(config: DCGANConfig, repeats: int = 15, device: str | t
     return {a: statistics.median(v) for a, v in times.items()}
 
 
-def run_ash_dcgan(config: DCGANConfig, progress: bool = True) -> DCGANResult:
-    """Train one DCGAN per (seed, generator activation); see the module docstring."""
+def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | None = None) -> DCGANResult:
+    """Train one DCGAN per (seed, generator activation); see the module docstring.
+
+    ``store``: the step timings and each (activation, seed) DCGAN are units (see
+    :mod:`ashlib.experiments.runstore`); a DCGAN in training is checkpointed after every epoch
+    (both networks, both optimizers, its history and samples, the RNG state). The feature
+    network is retrained on a resume (deterministic, seeded)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
+    store = store if store is not None else RunStore.disabled()
     old_threads = set_threads(config.threads)
     dev = select_device(config.device)
     result = DCGANResult(config=config, env=environment(dev))
@@ -299,64 +306,86 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True) -> DCGANResult:
         result.classifier_acc = acc
         f_held = _batched(feats, x_held)
         result.fd_real = frechet_distance_features(_batched(feats, x_train[:len(x_held)]), f_held)
-        result.step_times = generator_step_times(config, device=dev)
+        result.step_times = store.compute("step-times", lambda: generator_step_times(config, device=dev))
         nc = x_train.shape[1]
         n = len(x_train)
+        def train_one(act: str, seed: int, unit: str) -> dict[str, Any]:
+            seed_everything(seed)
+            G = DCGANGenerator(config.nz, config.ngf, nc, config.image_size, act).to(dev)
+            D = DCGANDiscriminator(config.ndf, nc, config.image_size).to(dev)
+            opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+            opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+            gen = torch.Generator().manual_seed(seed)
+            fixed = torch.randn(config.n_fd, config.nz, generator=gen)
+            history: list[dict[str, Any]] = []
+            samples: dict[int, Tensor] = {}
+            start = 0
+            saved = store.load_progress(unit)
+            if saved is not None:
+                G.load_state_dict(saved["G"])
+                D.load_state_dict(saved["D"])
+                opt_g.load_state_dict(saved["opt_g"])
+                opt_d.load_state_dict(saved["opt_d"])
+                history, samples, start = list(saved["history"]), dict(saved["samples"]), len(saved["history"])
+                torch.set_rng_state(saved["rng"])
+            bar = tqdm(range(start, config.epochs), desc=f"DCGAN {LABELS.get(act, act)} seed {seed}",
+                       disable=not progress, leave=False, initial=start, total=config.epochs)
+            for epoch in bar:
+                t0 = time.perf_counter()
+                G.train()
+                D.train()
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+                sum_d = sum_g = 0.0
+                steps = 0
+                for idx in torch.split(perm, config.batch_size):
+                    if len(idx) < 2:
+                        continue
+                    real = x_train[idx].to(dev)
+                    z = torch.randn(len(idx), config.nz, device=dev)
+                    fake = G(z)
+                    ones = torch.ones(len(idx), device=dev)
+                    zeros = torch.zeros(len(idx), device=dev)
+                    loss_d = (F.binary_cross_entropy_with_logits(D(real), ones)
+                              + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros))
+                    opt_d.zero_grad(set_to_none=True)
+                    loss_d.backward()
+                    opt_d.step()
+                    loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)  # non-saturating loss
+                    opt_g.zero_grad(set_to_none=True)
+                    loss_g.backward()
+                    opt_g.step()
+                    sum_d += loss_d.item()
+                    sum_g += loss_g.item()
+                    steps += 1
+                seconds = time.perf_counter() - t0
+                with torch.no_grad():  # samples in train mode, as DCGAN does (batch statistics)
+                    fake = torch.cat([G(fixed[i:i + 500].to(dev)).cpu() for i in range(0, len(fixed), 500)])
+                fd = frechet_distance_features(_batched(feats, fake), f_held)
+                rec = float((_batched(probs, fake).max(1).values >= 0.9).float().mean()) if probs else None
+                history.append({"epoch": epoch + 1, "loss_d": sum_d / max(steps, 1),
+                                "loss_g": sum_g / max(steps, 1), "fd": fd, "recognisable": rec,
+                                "seconds": seconds})
+                if seed == config.seeds[0]:
+                    samples[epoch + 1] = fake[:config.n_grid].clone()
+                bar.set_postfix(fd=round(fd, 2))
+                if epoch + 1 < config.epochs:
+                    store.save_progress(unit, lambda: {
+                        "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
+                        "opt_d": opt_d.state_dict(), "history": history, "samples": samples,
+                        "rng": torch.get_rng_state()}, epoch + 1)
+            bar.close()
+            row = {"act": act, "seed": seed, "history": history,
+                   "sec_per_epoch": sum(h["seconds"] for h in history) / len(history),
+                   "final_fd": history[-1]["fd"], "g_parameters": sum(p.numel() for p in G.parameters())}
+            return {"row": row, "samples": samples}
+
         for seed in config.seeds:
             for act in config.acts:
-                seed_everything(seed)
-                G = DCGANGenerator(config.nz, config.ngf, nc, config.image_size, act).to(dev)
-                D = DCGANDiscriminator(config.ndf, nc, config.image_size).to(dev)
-                opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-                opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-                gen = torch.Generator().manual_seed(seed)
-                fixed = torch.randn(config.n_fd, config.nz, generator=gen)
-                history = []
-                bar = tqdm(range(config.epochs), desc=f"DCGAN {LABELS.get(act, act)} seed {seed}",
-                           disable=not progress, leave=False)
-                for epoch in bar:
-                    t0 = time.perf_counter()
-                    G.train()
-                    D.train()
-                    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-                    sum_d = sum_g = 0.0
-                    steps = 0
-                    for idx in torch.split(perm, config.batch_size):
-                        if len(idx) < 2:
-                            continue
-                        real = x_train[idx].to(dev)
-                        z = torch.randn(len(idx), config.nz, device=dev)
-                        fake = G(z)
-                        ones = torch.ones(len(idx), device=dev)
-                        zeros = torch.zeros(len(idx), device=dev)
-                        loss_d = (F.binary_cross_entropy_with_logits(D(real), ones)
-                                  + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros))
-                        opt_d.zero_grad(set_to_none=True)
-                        loss_d.backward()
-                        opt_d.step()
-                        loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)  # non-saturating loss
-                        opt_g.zero_grad(set_to_none=True)
-                        loss_g.backward()
-                        opt_g.step()
-                        sum_d += loss_d.item()
-                        sum_g += loss_g.item()
-                        steps += 1
-                    seconds = time.perf_counter() - t0
-                    with torch.no_grad():  # samples in train mode, as DCGAN does (batch statistics)
-                        fake = torch.cat([G(fixed[i:i + 500].to(dev)).cpu() for i in range(0, len(fixed), 500)])
-                    fd = frechet_distance_features(_batched(feats, fake), f_held)
-                    rec = float((_batched(probs, fake).max(1).values >= 0.9).float().mean()) if probs else None
-                    history.append({"epoch": epoch + 1, "loss_d": sum_d / max(steps, 1),
-                                    "loss_g": sum_g / max(steps, 1), "fd": fd, "recognisable": rec,
-                                    "seconds": seconds})
-                    if seed == config.seeds[0]:
-                        result.samples.setdefault(act, {})[epoch + 1] = fake[:config.n_grid].clone()
-                    bar.set_postfix(fd=round(fd, 2))
-                bar.close()
-                result.rows.append({"act": act, "seed": seed, "history": history,
-                                    "sec_per_epoch": sum(h["seconds"] for h in history) / len(history),
-                                    "final_fd": history[-1]["fd"],
-                                    "g_parameters": sum(p.numel() for p in G.parameters())})
+                unit = f"{act}-seed{seed}"
+                done = store.compute(unit, lambda act=act, seed=seed, unit=unit: train_one(act, seed, unit))
+                result.rows.append(done["row"])
+                if done["samples"]:
+                    result.samples[act] = dict(done["samples"])
     finally:
         torch.set_num_threads(old_threads)
     return result
@@ -364,5 +393,5 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True) -> DCGANResult:
 
 @register("ash-dcgan", "ASH appendix F: DCGAN with ReLU, Swish and ASH in the generator (sample grids, Frechet "
           "distance by epoch, seconds per epoch)", DCGANConfig)
-def _run(config: DCGANConfig, progress: bool = True) -> DCGANResult:
-    return run_ash_dcgan(config, progress)
+def _run(config: DCGANConfig, progress: bool = True, store: RunStore | None = None) -> DCGANResult:
+    return run_ash_dcgan(config, progress, store=store)

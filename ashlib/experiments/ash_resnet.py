@@ -49,6 +49,7 @@ from ..analysis.metrics import active_fractions, ash_thresholds
 from ..models import PreActResNet, WideResNet
 from ..train import fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
+from .runstore import RunStore
 from .labels import LABELS, label
 from .report import mean_sd_se
 
@@ -420,8 +421,12 @@ def _share(hits: int, total: int) -> str:
 
 
 def run_ash_resnet(config: AshResNetConfig, progress: bool = True, reuse: AshResNetResult | None = None,
-                   name: str = "ash-resnet", keep_models: bool = True) -> AshResNetResult:
+                   name: str = "ash-resnet", keep_models: bool = True, store: RunStore | None = None) -> AshResNetResult:
     """Train every (seed, activation) of ``config``; see the module docstring.
+
+    ``store``: each (activation, seed) network is a unit (see :mod:`ashlib.experiments.runstore`):
+    its row and trained weights are stored when it ends, and it is checkpointed after every
+    epoch while it trains.
 
     ``reuse``: a previous result with the same settings (all fields but ``acts``, ``seeds`` and
     ``profile``): its runs of the same (activation, seed) are copied instead of retrained (the
@@ -430,6 +435,7 @@ def run_ash_resnet(config: AshResNetConfig, progress: bool = True, reuse: AshRes
     old_threads = set_threads(config.threads)
     dev = select_device(config.device)
     result = AshResNetResult(config=config, name=name, env=environment(dev))
+    store = store if store is not None else RunStore.disabled()
     try:
         train, test, in_ch = load_data(config)
         n_probe = min(config.n_probe, len(test))
@@ -444,26 +450,43 @@ def run_ash_resnet(config: AshResNetConfig, progress: bool = True, reuse: AshRes
                     if (act, seed) in reuse.models:
                         result.models[(act, seed)] = reuse.models[(act, seed)]
                     continue
-                seed_everything(seed)
-                model = build_model(config, act, in_ch)
-                thresholds: list[list[dict[str, Any]]] = []
-                z0 = next((t["z"] for t in ash_thresholds(model)), float("nan"))
-                t0 = time.perf_counter()
-                res = fit(model, train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                          optimizer=config.optimizer, weight_decay=config.weight_decay, val_data=test,
-                          device=dev, seed=seed, progress=progress, desc=f"{label(act)} seed {seed}",
-                          on_epoch_end=lambda e, entry, m=model: thresholds.append(ash_thresholds(m)))
-                wall = time.perf_counter() - t0
-                active = active_fractions(res.model, probe, per_sample=True)
-                last = res.history[-1]
-                result.rows.append({
-                    "act": act, "seed": seed, "history": res.history, "thresholds": thresholds, "z0": z0,
-                    "active": active, "test_acc": last["val_acc"], "test_loss": last["val_loss"],
-                    "seconds_per_epoch": sum(h["seconds"] for h in res.history) / len(res.history),
-                    "wall_seconds": wall, "parameters": sum(p.numel() for p in model.parameters()),
-                })
+                unit = f"{act}-seed{seed}"
+
+                def train_one(act=act, seed=seed, unit=unit) -> dict[str, Any]:
+                    seed_everything(seed)
+                    model = build_model(config, act, in_ch)
+                    z0 = next((t["z"] for t in ash_thresholds(model)), float("nan"))
+                    t0 = time.perf_counter()
+                    res = fit(model, train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                              optimizer=config.optimizer, weight_decay=config.weight_decay, val_data=test,
+                              device=dev, seed=seed, progress=progress, desc=f"{label(act)} seed {seed}",
+                              checkpoint=store.checkpoint(unit), checkpoint_interval=store.checkpoint_seconds,
+                              record_epoch=lambda e, m: ash_thresholds(m))
+                    wall = time.perf_counter() - t0
+                    active = active_fractions(res.model, probe, per_sample=True)
+                    last = res.history[-1]
+                    row = {
+                        "act": act, "seed": seed, "history": res.history, "thresholds": res.records, "z0": z0,
+                        "active": active, "test_acc": last["val_acc"], "test_loss": last["val_loss"],
+                        "seconds_per_epoch": sum(h["seconds"] for h in res.history) / len(res.history),
+                        "wall_seconds": wall, "parameters": sum(p.numel() for p in model.parameters()),
+                    }
+                    state = {k: v.cpu() for k, v in res.model.state_dict().items()} if store.enabled else None
+                    return {"row": row, "weights": state, "model": res.model}
+
+                def store_one(unit=unit, train_one=train_one) -> dict[str, Any]:
+                    done = train_one()
+                    store.put(unit, {"row": done["row"], "weights": done["weights"]})
+                    return done
+
+                done = store.get(unit) or store_one()
+                model = done.get("model")
+                if model is None:  # resumed: rebuild the trained network from its stored weights
+                    model = build_model(config, act, in_ch)
+                    model.load_state_dict(done["weights"])
+                result.rows.append(done["row"])
                 if keep_models:
-                    result.models[(act, seed)] = res.model.cpu().eval()
+                    result.models[(act, seed)] = model.cpu().eval()
     finally:
         torch.set_num_threads(old_threads)
     return result
@@ -471,14 +494,14 @@ def run_ash_resnet(config: AshResNetConfig, progress: bool = True, reuse: AshRes
 
 @register("ash-resnet", "ASH appendix C/I: pre-activation ResNet with ReLU, Swish and ASH (curves, learned z_k "
           "by depth, active fractions)", AshResNetConfig)
-def _run_resnet(config: AshResNetConfig, progress: bool = True) -> AshResNetResult:
-    return run_ash_resnet(config, progress, name="ash-resnet")
+def _run_resnet(config: AshResNetConfig, progress: bool = True, store: RunStore | None = None) -> AshResNetResult:
+    return run_ash_resnet(config, progress, name="ash-resnet", store=store)
 
 
 @register("ash-ablation", "ASH appendix H: ASH vs L-ASH vs F-ASH-10/50/90 (validation loss curves)",
           AshAblationConfig)
-def _run_ablation(config: AshAblationConfig, progress: bool = True) -> AshResNetResult:
-    return run_ash_resnet(config, progress, name="ash-ablation")
+def _run_ablation(config: AshAblationConfig, progress: bool = True, store: RunStore | None = None) -> AshResNetResult:
+    return run_ash_resnet(config, progress, name="ash-ablation", store=store)
 
 
 # ---------------------------------------------------------------------- Grad-CAM study (App. D, Supp. Fig. 2)

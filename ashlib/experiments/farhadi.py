@@ -32,6 +32,7 @@ from ..data import load_digits, load_fashion_mnist, load_mnist, make_teacher_dat
 from ..models import LeNet5, MLP, adaptive_alphas
 from ..train import evaluate, fit, kfold_indices, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
+from .runstore import RunStore
 from .report import mean_sd_se
 
 __all__ = ["Table1Config", "Table1Result", "run_table1", "Table2Config", "Table2Result", "run_table2",
@@ -327,8 +328,12 @@ def _share_verdict(hits: int, total: int, yes: str, no: str) -> str:
 
 @register("farhadi-table1", "Farhadi et al. Table 1: MLP students (Sig, AGumb, ReLU, AReLU) fitted to simulated "
           "teacher networks with 1 or 8 hidden layers", Table1Config)
-def run_table1(config: Table1Config, progress: bool = True) -> Table1Result:
-    """Run the Table 1 experiment (see :class:`Table1Config`) and return its :class:`Table1Result`."""
+def run_table1(config: Table1Config, progress: bool = True, store: RunStore | None = None) -> Table1Result:
+    """Run the Table 1 experiment (see :class:`Table1Config`) and return its :class:`Table1Result`.
+
+    ``store``: each (depth, teacher, seed, fold, student) run is a unit (see
+    :mod:`ashlib.experiments.runstore`), checkpointed after every epoch while it trains."""
+    store = store if store is not None else RunStore.disabled()
     old_threads = set_threads(config.threads)
     device = select_device(config.device)
     result = Table1Result(config=config, env=environment(device))
@@ -349,22 +354,31 @@ def run_table1(config: Table1Config, progress: bool = True) -> Table1Result:
                         train_ds, test_ds = subset(data.dataset, tr), subset(data.dataset, te)
                         test_majority = max(float(test_ds.tensors[1].mean()), 1 - float(test_ds.tensors[1].mean()))
                         for student in config.students:
-                            run_seed = 1000 * seed + fold
-                            seed_everything(run_seed)
-                            model = MLP(config.n_features, 1, width=config.width, depth=depth, act=student)
-                            t0 = time.perf_counter()
-                            res = fit(model, train_ds, epochs=config.epochs, batch_size=config.batch_size,
-                                      optimizer=config.optimizer, lr=config.lr, l1=config.l1, l2=config.l2, loss="bce", device=device,
-                                      seed=run_seed, progress=False)
-                            test = evaluate(res.model, test_ds, loss="bce")
-                            alphas = [a.tolist() for a in adaptive_alphas(res.model).values()]
-                            result.rows.append({
-                                "depth": depth, "teacher": teacher, "student": student, "seed": seed, "fold": fold,
-                                "test_acc": test["accuracy"], "test_loss": test["loss"],
-                                "train_acc": res.final["train_acc"], "train_loss": res.final["train_loss"],
-                                "majority_rate": test_majority, "seconds": time.perf_counter() - t0,
-                                "alphas": alphas,
-                            })
+                            unit = f"depth{depth}-{teacher}-seed{seed}-fold{fold}-{student}"
+
+                            def train_one(student=student, unit=unit, train_ds=train_ds, test_ds=test_ds,
+                                          test_majority=test_majority, depth=depth, teacher=teacher, seed=seed,
+                                          fold=fold) -> dict[str, Any]:
+                                run_seed = 1000 * seed + fold
+                                seed_everything(run_seed)
+                                model = MLP(config.n_features, 1, width=config.width, depth=depth, act=student)
+                                t0 = time.perf_counter()
+                                res = fit(model, train_ds, epochs=config.epochs, batch_size=config.batch_size,
+                                          optimizer=config.optimizer, lr=config.lr, l1=config.l1, l2=config.l2,
+                                          loss="bce", device=device, seed=run_seed, progress=False,
+                                          checkpoint=store.checkpoint(unit),
+                                          checkpoint_interval=store.checkpoint_seconds)
+                                test = evaluate(res.model, test_ds, loss="bce")
+                                alphas = [a.tolist() for a in adaptive_alphas(res.model).values()]
+                                return {
+                                    "depth": depth, "teacher": teacher, "student": student, "seed": seed,
+                                    "fold": fold, "test_acc": test["accuracy"], "test_loss": test["loss"],
+                                    "train_acc": res.final["train_acc"], "train_loss": res.final["train_loss"],
+                                    "majority_rate": test_majority, "seconds": time.perf_counter() - t0,
+                                    "alphas": alphas,
+                                }
+
+                            result.rows.append(store.compute(unit, train_one))
                             bar.update(1)
                             bar.set_postfix(depth=depth, teacher=teacher, student=student)
     finally:
@@ -568,8 +582,12 @@ class Table2Result(ExperimentResult):
 
 @register("farhadi-table2", "Farhadi et al. Table 2: LeNet5 with ReLU / AReLU / AGumb in the conv and FC layers "
           "(plus a sigmoid baseline)", Table2Config)
-def run_table2(config: Table2Config, progress: bool = True) -> Table2Result:
-    """Run the Table 2 experiment (see :class:`Table2Config`) and return its :class:`Table2Result`."""
+def run_table2(config: Table2Config, progress: bool = True, store: RunStore | None = None) -> Table2Result:
+    """Run the Table 2 experiment (see :class:`Table2Config`) and return its :class:`Table2Result`.
+
+    ``store``: each (conv, FC, seed) run is a unit (see :mod:`ashlib.experiments.runstore`),
+    checkpointed after every epoch while it trains."""
+    store = store if store is not None else RunStore.disabled()
     old_threads = set_threads(config.threads)
     device = select_device(config.device)
     result = Table2Result(config=config, env=environment(device))
@@ -579,21 +597,27 @@ def run_table2(config: Table2Config, progress: bool = True) -> Table2Result:
     try:
         for conv, fc in pairs:
             for seed in config.seeds:
-                seed_everything(seed)
-                model = LeNet5(conv, fc, batch_norm=config.batch_norm, fc_width=config.fc_width,
-                               channels=tuple(config.channels), input_size=config.image_size)
-                t0 = time.perf_counter()
-                res = fit(model, train, val_data=test, epochs=config.epochs, batch_size=config.batch_size,
-                          lr=config.lr, momentum=config.momentum, loss="cross_entropy", device=device, seed=seed,
-                          progress=False)
-                result.rows.append({
-                    "conv": conv, "fc": fc, "seed": seed,
-                    "test_acc": res.final["val_acc"], "train_acc": res.final["train_acc"],
-                    "train_loss": res.final["train_loss"], "seconds": time.perf_counter() - t0,
-                    "train_loss_curve": [h["train_loss"] for h in res.history],
-                    "test_acc_curve": [h["val_acc"] for h in res.history],
-                    "alphas": {k: v.tolist() for k, v in adaptive_alphas(res.model).items()},
-                })
+                unit = f"{conv}-{fc}-seed{seed}"
+
+                def train_one(conv=conv, fc=fc, seed=seed, unit=unit) -> dict[str, Any]:
+                    seed_everything(seed)
+                    model = LeNet5(conv, fc, batch_norm=config.batch_norm, fc_width=config.fc_width,
+                                   channels=tuple(config.channels), input_size=config.image_size)
+                    t0 = time.perf_counter()
+                    res = fit(model, train, val_data=test, epochs=config.epochs, batch_size=config.batch_size,
+                              lr=config.lr, momentum=config.momentum, loss="cross_entropy", device=device, seed=seed,
+                              progress=False, checkpoint=store.checkpoint(unit),
+                              checkpoint_interval=store.checkpoint_seconds)
+                    return {
+                        "conv": conv, "fc": fc, "seed": seed,
+                        "test_acc": res.final["val_acc"], "train_acc": res.final["train_acc"],
+                        "train_loss": res.final["train_loss"], "seconds": time.perf_counter() - t0,
+                        "train_loss_curve": [h["train_loss"] for h in res.history],
+                        "test_acc_curve": [h["val_acc"] for h in res.history],
+                        "alphas": {k: v.tolist() for k, v in adaptive_alphas(res.model).items()},
+                    }
+
+                result.rows.append(store.compute(unit, train_one))
                 bar.update(1)
                 bar.set_postfix(conv=conv, fc=fc, seed=seed)
     finally:

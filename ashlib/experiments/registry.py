@@ -9,7 +9,12 @@ Contract:
 
 - ``config_cls`` is a dataclass with a classmethod ``for_profile(profile)`` and a field
   ``seeds`` (a tuple of ints);
-- ``run(config, progress=True)`` returns an :class:`ExperimentResult`.
+- ``run(config, progress=True, store=None)`` returns an :class:`ExperimentResult`. ``store``
+  is a :class:`ashlib.experiments.runstore.RunStore` (None: keep nothing): the run names each
+  unit of its work (a seed, a grid cell) and gets it through ``store.compute(name, fn)``, and
+  passes ``store.checkpoint(name)`` to :func:`ashlib.train.fit`, so that a run killed half-way
+  resumes where it stopped. Each unit must seed itself. A run function without a ``store``
+  parameter still works, without resuming.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import inspect
+import io
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +34,23 @@ from typing import Any, Callable
 import torch
 
 from .profiles import current_profile
+from .runstore import RunStore
 
 __all__ = ["Experiment", "ExperimentResult", "register", "get_experiment", "experiment_names",
-           "make_config", "run_experiment", "environment"]
+           "make_config", "run_experiment", "run_config", "environment"]
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def environment(device: str | torch.device | None = None) -> dict[str, Any]:
@@ -60,24 +82,30 @@ class ExperimentResult:
         return {}
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write ``results.json``, ``<table>.csv`` and ``<figure>.png`` into ``out_dir``; return the paths."""
+        """Write ``results.json``, ``<table>.csv`` and ``<figure>.png`` into ``out_dir``; return the paths.
+
+        Each file is replaced atomically (temporary file, fsync, rename): an interrupted write
+        leaves the previous version or none, never half a file."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / "results.json"]
-        paths[0].write_text(json.dumps(self.to_dict(), indent=1, default=_jsonable))
+        _replace_atomically(paths[0], json.dumps(self.to_dict(), indent=1, default=_jsonable).encode())
         for name, rows in self.tables().items():
             p = out / f"{name}.csv"
             fields: list[str] = []
             for r in rows:
                 fields += [k for k in r if k not in fields]
-            with open(p, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=fields)
-                w.writeheader()
-                w.writerows(rows)
+            buf = io.StringIO(newline="")
+            w = csv.DictWriter(buf, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+            _replace_atomically(p, buf.getvalue().encode())
             paths.append(p)
         for name, fig in self.figures().items():
             p = out / f"{name}.png"
-            fig.savefig(p, dpi=110, bbox_inches="tight")
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
+            _replace_atomically(p, png.getvalue())
             paths.append(p)
         return paths
 
@@ -166,11 +194,34 @@ def make_config(name: str, profile: str | None = None, seeds: tuple[int, ...] | 
     return dataclasses.replace(cfg, **changes)
 
 
+def run_config(name: str, config: Any, progress: bool = True, out_dir: str | Path | None = None,
+               write: bool = True, log: Any = None) -> ExperimentResult:
+    """Run experiment ``name`` with ``config``, storing each finished unit in ``out_dir`` (when given)
+    and resuming the units a previous, interrupted run of the same config stored there.
+
+    Raises:
+        RunConfigMismatch: ``out_dir`` holds a run of another experiment or configuration.
+    """
+    exp = get_experiment(name)
+    store = RunStore(out_dir, name, config, write=write, log=log) if out_dir is not None else RunStore.disabled()
+    if "store" in inspect.signature(exp.run).parameters:
+        result = exp.run(config, progress=progress, store=store)
+        if store.resumed:
+            store.log(f"{len(store.resumed)} unit(s) resumed from {out_dir}; the others were computed in this run")
+        return result
+    if store.enabled:
+        store.log(f"{name} does not store its units: an interrupted run starts over")
+    return exp.run(config, progress=progress)
+
+
 def run_experiment(name: str, profile: str | None = None, seeds: tuple[int, ...] | None = None,
                    out_dir: str | Path | None = None, progress: bool = True, **overrides: Any) -> ExperimentResult:
-    """Build the config, run the experiment and (when ``out_dir`` is given) write its files."""
+    """Build the config, run the experiment and (when ``out_dir`` is given) write its files.
+
+    With ``out_dir`` every finished unit is stored there as it ends, and calling again with the
+    same arguments resumes (see :func:`run_config`)."""
     cfg = make_config(name, profile, seeds, **overrides)
-    result = get_experiment(name).run(cfg, progress=progress)
+    result = run_config(name, cfg, progress=progress, out_dir=out_dir, log=None if progress else (lambda m: None))
     if out_dir is not None:
         result.write(out_dir)
     return result
