@@ -269,8 +269,8 @@ class AdaptiveReLU(_PerChannel):
 
     Example::
 
-        >>> AdaptiveReLU(alpha=2.0)(torch.tensor([-1.0, 0.0, 1.0]))
-        tensor([0.0000, 0.0000, 0.8647], grad_fn=...)
+        >>> AdaptiveReLU(alpha=2.0)(torch.tensor([-1.0, 0.0, 1.0])).detach()
+        tensor([0.0000, 0.0000, 0.8647])
     """
 
     def __init__(self, num_parameters: int = 1, alpha: float = 1.0, cdf: str = "exponential") -> None:
