@@ -89,3 +89,24 @@ def is_dense(x: Tensor) -> bool:
     """Whether x covers its storage without gaps or overlaps in some order of its dims (contiguous,
     channels_last, or any permutation of a contiguous tensor)."""
     return x.permute(memory_order(x)).is_contiguous()
+
+
+# --- operator registration ------------------------------------------------------------------------
+
+#: The ``ashlib`` operator namespace. Operators are defined through torch.library.Library rather
+#: than the torch.library.custom_op decorator: the same schema, fake and autograd registrations,
+#: without custom_op's per-call Python wrapper, whose first call also imports torch._dynamo
+#: (about 2 s in a fresh process that never compiles anything).
+LIB = torch.library.Library("ashlib", "DEF")
+
+
+def define_op(schema: str, impl, fake, backward=None, setup_context=None) -> None:
+    """Define ``ashlib::<name>`` from ``schema``, with ``impl`` as its kernel for every device
+    (CompositeExplicitAutograd: it runs below autograd and picks its backend itself), ``fake``
+    for tracing and meta tensors, and an autograd formula when ``backward`` is given."""
+    name = schema.split("(", 1)[0]
+    LIB.define(schema)
+    LIB.impl(name, impl, "CompositeExplicitAutograd")
+    torch.library.register_fake(f"ashlib::{name}", fake, lib=LIB)
+    if backward is not None:
+        torch.library.register_autograd(f"ashlib::{name}", backward, setup_context=setup_context, lib=LIB)

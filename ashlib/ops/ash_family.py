@@ -344,7 +344,6 @@ def _check_backend(backend: Optional[str]) -> None:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
 
 
-@torch.library.custom_op("ashlib::ash", mutates_args=())
 def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: float,
             backend: Optional[str] = None, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
             ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -416,13 +415,11 @@ def _range_ok_tensor(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: Ten
     return bool(ok)
 
 
-@_ash_op.register_fake
-def _(x, z, alpha, slope, eps, backend=None, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
+def _ash_fake(x, z, alpha, slope, eps, backend=None, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     stat = x.new_empty((x.shape[0], 1), dtype=torch.float64)
     return torch.empty_like(x), stat, torch.empty_like(stat), torch.empty((), dtype=torch.bool, device="cpu")
 
 
-@torch.library.custom_op("ashlib::ash_backward", mutates_args=())
 def _ash_backward_op(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], mu: Tensor,
                      sigma: Tensor, exact: Tensor, eps: float, need: List[bool], backend: Optional[str] = None,
                      chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -466,8 +463,8 @@ def _ash_backward_op(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: O
     return gx, gz, ga, gl
 
 
-@_ash_backward_op.register_fake
-def _(grad, x, z, alpha, slope, mu, sigma, exact, eps, need, backend=None, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
+def _ash_backward_fake(grad, x, z, alpha, slope, mu, sigma, exact, eps, need, backend=None,
+                      chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     gl = torch.empty_like(slope) if slope is not None else x.new_empty(0)
     return torch.empty_like(x), torch.empty_like(z), torch.empty_like(alpha), gl
 
@@ -511,10 +508,14 @@ def _ash_backward(ctx, grad, _gmu, _gsigma, _gexact):
     return grads[0], grads[1], grads[2], grads[3], None, None, None
 
 
-_ash_op.register_autograd(_ash_backward, setup_context=_ash_setup)
+_STAT_ARGS = "float eps, str? backend=None, int chunk_elements=%d" % DEFAULT_CHUNK_ELEMENTS
+C.define_op("ash(Tensor x, Tensor z, Tensor alpha, Tensor? slope, %s) -> (Tensor, Tensor, Tensor, Tensor)"
+            % _STAT_ARGS, _ash_op, _ash_fake, _ash_backward, _ash_setup)
+C.define_op("ash_backward(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor? slope, Tensor mu, Tensor sigma, "
+            "Tensor exact, float eps, bool[] need, str? backend=None, int chunk_elements=%d) "
+            "-> (Tensor, Tensor, Tensor, Tensor)" % DEFAULT_CHUNK_ELEMENTS, _ash_backward_op, _ash_backward_fake)
 
 
-@torch.library.custom_op("ashlib::hard_ash", mutates_args=())
 def _hard_ash_op(x: Tensor, z: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
     """(y, keep) of hard ASH over the rows of 2-D x: y = x where x >= mu + z*sigma, else 0."""
     zf = float(z)
@@ -526,12 +527,10 @@ def _hard_ash_op(x: Tensor, z: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
     return torch.where(keep, x, torch.zeros_like(x)), keep
 
 
-@_hard_ash_op.register_fake
-def _(x, z, eps):
+def _hard_ash_fake(x, z, eps):
     return torch.empty_like(x), torch.empty_like(x, dtype=torch.bool)
 
 
-@torch.library.custom_op("ashlib::topk_ash", mutates_args=())
 def _topk_ash_op(x: Tensor, n_keep: int) -> Tuple[Tensor, Tensor]:
     """(y, keep) keeping the ``n_keep`` largest elements of each row of 2-D x (ties by position)."""
     if x.numel() == 0:
@@ -542,8 +541,7 @@ def _topk_ash_op(x: Tensor, n_keep: int) -> Tuple[Tensor, Tensor]:
     return torch.where(keep, x, torch.zeros_like(x)), keep
 
 
-@_topk_ash_op.register_fake
-def _(x, n_keep):
+def _topk_ash_fake(x, n_keep):
     return torch.empty_like(x), torch.empty_like(x, dtype=torch.bool)
 
 
@@ -560,8 +558,10 @@ def _mask_backward(ctx, grad, _gkeep):
     return (torch.where(keep, grad, torch.zeros_like(grad)),) + (None,) * (ctx.n_inputs - 1)
 
 
-_hard_ash_op.register_autograd(_mask_backward, setup_context=_mask_setup)
-_topk_ash_op.register_autograd(_mask_backward, setup_context=_mask_setup)
+C.define_op("hard_ash(Tensor x, Tensor z, float eps) -> (Tensor, Tensor)", _hard_ash_op, _hard_ash_fake,
+            _mask_backward, _mask_setup)
+C.define_op("topk_ash(Tensor x, int n_keep) -> (Tensor, Tensor)", _topk_ash_op, _topk_ash_fake,
+            _mask_backward, _mask_setup)
 
 
 # --- rows views and the Python entry points --------------------------------------------------------

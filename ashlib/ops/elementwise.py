@@ -473,10 +473,6 @@ def _register(name: str) -> None:
 
     forward.__doc__ = f"{name}(x, {pname}) with {pname} broadcastable to x (see ashlib.functional.{name})."
     backward.__doc__ = f"(dL/dx, dL/d{pname}) of {name}; entries not in ``need`` are left empty."
-    fwd_op = torch.library.custom_op(f"ashlib::{name}", forward, mutates_args=())
-    bwd_op = torch.library.custom_op(f"ashlib::{name}_backward", backward, mutates_args=())
-    fwd_op.register_fake(lambda x, param: torch.empty_like(x))
-    bwd_op.register_fake(lambda grad, x, param, need: (torch.empty_like(x), torch.empty_like(param)))
 
     def setup(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs)
@@ -491,7 +487,10 @@ def _register(name: str) -> None:
         gx, ga = getattr(torch.ops.ashlib, f"{name}_backward")(grad, x, param, needs)
         return (gx if needs[0] else None), (ga if needs[1] else None)
 
-    fwd_op.register_autograd(autograd_backward, setup_context=setup)
+    C.define_op(f"{name}(Tensor x, Tensor param) -> Tensor", forward, lambda x, param: torch.empty_like(x),
+                autograd_backward, setup)
+    C.define_op(f"{name}_backward(Tensor grad, Tensor x, Tensor param, bool[] need) -> (Tensor, Tensor)", backward,
+                lambda grad, x, param, need: (torch.empty_like(x), torch.empty_like(param)))
 
 
 for _name in OPS:
