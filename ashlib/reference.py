@@ -151,10 +151,15 @@ def topk_ash(x: Tensor, n_keep: int, dims: Sequence[int]) -> Tensor:
 
 
 def one_minus_exp_neg(u: Tensor) -> Tensor:
-    """1 - e^{-u} for u >= 0 whose autograd derivative is e^{-u} to full relative accuracy:
-    ``-expm1(-u)`` below ln 2 (where autograd's ``expm1(-u) + 1`` is >= 1/2), ``1 - exp(-u)`` above
-    (where the result is >= 1/2 and the subtraction loses nothing)."""
-    return torch.where(u < _LN2, -torch.expm1(-u), 1 - torch.exp(-u))
+    """1 - e^{-u} for u >= 0 whose autograd derivative is e^{-u} to full relative accuracy.
+
+    Below ln 2 it is ``2 t / (1 + t)`` with ``t = tanh(u/2)`` (the same as ``-expm1(-u)``, to full
+    relative accuracy for small u, and its derivative ``(1 - t)/(1 + t)`` loses nothing there);
+    above, ``1 - exp(-u)``, where the result is >= 1/2 and the subtraction loses nothing. tanh
+    rather than expm1 also lets the TorchScript ONNX exporter, which has no expm1, export it.
+    """
+    t = torch.tanh(0.5 * torch.clamp(u, max=_LN2))
+    return torch.where(u < _LN2, 2 * t / (1 + t), 1 - torch.exp(-u))
 
 
 _LN2 = math.log(2.0)
