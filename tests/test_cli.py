@@ -37,6 +37,12 @@ def test_run_table1_writes_json_csv_figures(tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 8 and {"acc_mean", "paper"} <= set(rows[0])
     assert (tmp_path / "table1_vs_paper.png").read_bytes()[:4] == b"\x89PNG"
+    # issue 12: verdicts for ashlib.experiments.verdicts, trajectories, per-run and side-by-side tables
+    claims = [v["claim"] for v in json.loads((tmp_path / "verdicts.json").read_text())]
+    assert claims[:2] == ["F-T1", "F-T1-CLAIMS"]
+    for name in ("trajectories", "movement", "per_run", "side_by_side"):
+        assert (tmp_path / f"{name}.csv").is_file(), name
+    assert (tmp_path / "alpha_trajectories.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_table2_smoke(tmp_path):

@@ -109,3 +109,13 @@ def test_table_and_markdown(verdicts):
     md = V.verdict_markdown([V.Verdict("F-T1", "mixed", "a | b", "x")])
     assert md.splitlines() == ["| claim | verdict | evidence | source |", "|---|---|---|---|",
                                "| F-T1 | mixed | a \\| b | x |"]
+
+
+def test_results_can_be_read_from_a_run_folder(tmp_path):
+    import json
+
+    (tmp_path / "verdicts.json").write_text(json.dumps([{"claim": "F-T2", "evidence": "e", "verdict": "mixed"}]))
+    out = V.collect_verdicts({"farhadi-table2": tmp_path}, claims=["F-T2"], run_checks=False)
+    assert out["F-T2"].verdict == "mixed"
+    with pytest.raises(FileNotFoundError, match="verdicts.json"):
+        V.collect_verdicts({"farhadi-table2": tmp_path / "none"}, claims=["F-T2"], run_checks=False)

@@ -105,7 +105,8 @@ class ExperimentResult:
         return {}
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write ``results.json``, ``<table>.csv`` and ``<figure>.png`` into ``out_dir``; return the paths.
+        """Write ``results.json``, ``verdicts.json`` (when the result has verdicts), ``<table>.csv`` and
+        ``<figure>.png`` into ``out_dir``; return the paths.
 
         Each file is replaced atomically (temporary file, fsync, rename): an interrupted write
         leaves the previous version or none, never half a file."""
@@ -113,6 +114,9 @@ class ExperimentResult:
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / "results.json"]
         _replace_atomically(paths[0], json.dumps(self.to_dict(), indent=1, default=_jsonable).encode())
+        if hasattr(self, "verdicts"):  # read by ashlib.experiments.verdicts.collect_verdicts(results={name: out})
+            paths.append(out / "verdicts.json")
+            _replace_atomically(paths[-1], json.dumps(list(self.verdicts()), indent=1, default=_jsonable).encode())
         for name, rows in self.tables().items():
             p = out / f"{name}.csv"
             fields: list[str] = []

@@ -20,7 +20,9 @@ Rules that hold for every verdict:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..analysis.trajectories import MOVE_THRESHOLD
@@ -269,6 +271,11 @@ def check_claim(claim: str) -> Verdict:
 def _result_verdicts(result: Any) -> list[dict[str, str]]:
     if hasattr(result, "verdicts"):
         return list(result.verdicts())
+    if isinstance(result, (str, Path)):  # a run folder written by ExperimentResult.write
+        path = Path(result) / "verdicts.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no verdicts.json; run the experiment with --out {result} first")
+        return list(json.loads(path.read_text()))
     return list(result)  # already rows of {"claim", "evidence", "verdict"}
 
 
@@ -277,8 +284,10 @@ def collect_verdicts(results: Mapping[str, Any] | None = None, claims: Iterable[
     """One :class:`Verdict` per claim, from its single source.
 
     Args:
-        results: experiment name -> its result object (with ``verdicts()``) or its verdict rows;
-            only the rows whose claim this experiment is the source of are used.
+        results: experiment name -> its result object (with ``verdicts()``), its verdict rows, or
+            the folder a run wrote (``--out``; its ``verdicts.json`` is read, e.g. the committed
+            results of the ``book`` profile); only the rows whose claim this experiment is the
+            source of are used.
         claims: the claim IDs wanted (default: all, in ledger order).
         run_checks: run this module's check functions (sympy takes a few seconds).
         extra: verdicts computed elsewhere for claims whose source is a notebook (``("notebook", name)``);
