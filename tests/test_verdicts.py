@@ -92,9 +92,9 @@ def test_results_feed_only_the_claims_they_are_the_source_of():
 def test_extra_cannot_override_another_source_and_bad_words_are_refused():
     with pytest.raises(ValueError, match="F-T1"):
         V.collect_verdicts(extra={"F-T1": V.Verdict("F-T1", "reproduced", "", "page")}, run_checks=False)
-    ok = V.collect_verdicts(extra={"ASH-Z": V.Verdict("ASH-Z", "proved", "sympy", "notebook 01")},
-                            claims=["ASH-Z"], run_checks=False)
-    assert ok["ASH-Z"].verdict == "proved"
+    ok = V.collect_verdicts(extra={"ASH-H": V.Verdict("ASH-H", "proved", "sympy", "notebook 01")},
+                            claims=["ASH-H"], run_checks=False)
+    assert ok["ASH-H"].verdict == "proved"
     with pytest.raises(ValueError, match="verdict='verified'"):
         V.Verdict("ASH-Z", "verified", "", "")
     with pytest.raises(ValueError, match="unknown claim"):
@@ -119,3 +119,26 @@ def test_results_can_be_read_from_a_run_folder(tmp_path):
     assert out["F-T2"].verdict == "mixed"
     with pytest.raises(FileNotFoundError, match="verdicts.json"):
         V.collect_verdicts({"farhadi-table2": tmp_path / "none"}, claims=["F-T2"], run_checks=False)
+
+
+def test_symbolic_checks_give_the_ledger_words(verdicts):
+    for c in ("ASH-Z", "ASH-A3A4", "F-GUMBEL", "F-EQ3"):
+        assert verdicts[c].verdict == "proved", (c, verdicts[c])
+    for c in ("ASH-SWISH", "F-EQ1", "F-EQ2"):
+        assert verdicts[c].word == "proved", (c, verdicts[c])
+    assert verdicts["ASH-EQ5"].word == "holds once corrected"
+    assert "1.959964" in verdicts["ASH-Z"].evidence
+
+
+def test_a_symbolic_check_fails_on_a_wrong_formula(monkeypatch):
+    import sympy as sp
+
+    from ashlib import symbolic as S
+
+    wrong = S.x / 2 + S.x / 2 * sp.tanh(2 * S.alpha * (S.x - S.t))  # factor 2 too many inside tanh
+    monkeypatch.setattr(S, "ASH_TANH", wrong)
+    assert V.check_claim("ASH-A3A4").verdict == "refuted"
+    monkeypatch.setattr(S, "ASH_AS_PRINTED", S.ASH)  # had eq. 5 been printed right, it would be proved
+    assert V.check_claim("ASH-EQ5").verdict == "proved"
+    monkeypatch.setattr(S, "ASH_AS_PRINTED", S.x * S.sigmoid(-S.alpha * (S.x - S.t)))  # neither A4 nor x - A4
+    assert V.check_claim("ASH-EQ5").verdict == "refuted"
