@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Optional, Sequence, Tuple, Union
+from typing import Tuple, Union
 
 import torch
 from torch import Tensor

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ._io import atomic_open
 from .analysis.trajectories import activation_parameter_groups
 from .data.tensors import is_batch_indexable, subset
 
@@ -342,18 +343,8 @@ def atomic_torch_save(payload: Any, path: str | Path) -> None:
     An interruption at any point leaves either the previous file or the new one, never half
     of one (a leftover ``.tmp`` file is ignored by the readers).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path) as fh:
+        torch.save(payload, fh)
 
 
 def safe_torch_load(path: str | Path, map_location: Any = None, what: str = "checkpoint") -> Any:

@@ -1,8 +1,9 @@
 """ASH, adaptive Gumbel, adaptive ReLU and Swish against PyTorch's own activations, measured in one run.
 
-"ash (fused)" is what ashlib.functional.ash runs by default: the C kernels of ashlib.ops.native on a
-CPU (float32, bfloat16), Triton on CUDA when it is installed; "ash (fused, aten)" is the same
-autograd Function on chunked ATen ops (what runs for float64, float16 and under torch.compile).
+"ash (fused)" is what ashlib.functional.ash runs by default: the operator torch.ops.ashlib.ash with
+the C kernels of ashlib.ops.native on a CPU (float32, bfloat16), Triton on CUDA when it is
+installed; "ash (fused, aten)" is the same operator on chunked ATen ops (what runs for float64 and
+float16, and where no C compiler is found).
 The JSON records which backend the default took for each shape and dtype.
 
 Adaptive Gumbel / adaptive ReLU (one trainable alpha per channel) and Swish (trainable beta) run
@@ -15,8 +16,14 @@ bytes allocated during forward+backward (from the profiler's allocation events),
 F.silu. A ResNet-20 training step (batch of 32x32 images) with ASH against ReLU closes the table.
 
     python benchmarks/bench_activations.py --out results.json          # full run
-    python benchmarks/bench_activations.py --quick --out results.json  # a minute or two
+    python benchmarks/bench_activations.py --quick --out results.json  # a few minutes
     python benchmarks/bench_activations.py --quick --ops agumbel --no-resnet  # one family
+
+Workloads: an MLP activation (256x1000), conv maps (statistics per sample) and transformer
+activations 32x128x512 with statistics per token (dim=-1). Rows under torch.compile(fullgraph=True)
+show ashlib's ASH compiled and the one-line ASH formula compiled by Inductor (the alternative a
+user would write). glibc's default allocator settings are kept unless --tuned-allocator is given.
+The first ASH call in a new process is timed too, with and without the native-kernel cache.
 
 Numbers vary from run to run and machine to machine; only ratios taken in the same run mean much.
 """
@@ -44,16 +51,30 @@ import ashlib  # noqa: E402
 import ashlib.functional as AF  # noqa: E402
 from ashlib.ops import ash_family as FU  # noqa: E402
 
-SHAPES = {"mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8)}
+SHAPES = {"mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8),
+          "tokens 32x128x512": (32, 128, 512)}
+#: the dims ASH takes its statistics over, per workload (None: every dim but the batch)
+STAT_DIMS = {"tokens 32x128x512": -1}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 Z, ALPHA, K = 0.0, 1.0, 0.5  # k = 0.5 <-> z = 0
 
 
-def ops(device: str, channels: int = 1) -> Dict[str, Callable]:
-    """The activations compared; ASH ops take a 0-d z and alpha that require grad, like ashlib.ASH.
+def ash_formula(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor, dim=None) -> torch.Tensor:
+    """The one-line ASH a user would write instead of importing ashlib (the paper's formula)."""
+    dims = dim if dim is not None else tuple(range(1, x.dim()))
+    mu = x.mean(dim=dims, keepdim=True)
+    sigma = torch.sqrt(x.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
+    return x * torch.sigmoid(2 * a * (x - mu - z * sigma))
+
+
+def ops(device: str, channels: int = 1, dim=None, compiled: bool = True) -> Dict[str, Callable]:
+    """The activations compared; ASH ops take a 0-d z and alpha that require grad, like ashlib.ASH,
+    and statistics over ``dim``.
 
     Adaptive Gumbel and adaptive ReLU take one alpha per channel (dim 1) that requires grad, as
-    ashlib.AdaptiveGumbel(num_parameters=C) passes it; Swish a 0-d trainable beta.
+    ashlib.AdaptiveGumbel(num_parameters=C) passes it; Swish a 0-d trainable beta. With
+    ``compiled``, two rows run under torch.compile(fullgraph=True): ashlib's ASH (its operator
+    inside the compiled graph) and the one-line formula compiled by Inductor.
     """
     z = torch.tensor(Z, device=device, requires_grad=True)
     a = torch.tensor(ALPHA, device=device, requires_grad=True)
@@ -63,13 +84,13 @@ def ops(device: str, channels: int = 1) -> Dict[str, Callable]:
     def per_channel(x):
         return ac.reshape((1, -1) + (1,) * (x.dim() - 2)) if x.dim() >= 2 else ac.reshape(())
 
-    return {
+    table = {
         "relu": F.relu,
         "silu": F.silu,
-        "ash (fused)": lambda x: AF.ash(x, z, a),
-        "ash (fused, aten)": lambda x: FU.ash(x, z, a, backend="aten"),
-        "ash (reference)": lambda x: AF.ash(x, z, a, impl="reference"),
-        "leaky_ash (fused)": lambda x: AF.leaky_ash(x, z, a, 0.01),
+        "ash (fused)": lambda x: AF.ash(x, z, a, dim=dim),
+        "ash (fused, aten)": lambda x: FU.ash(x, z, a, dim=dim, backend="aten"),
+        "ash (reference)": lambda x: AF.ash(x, z, a, dim=dim, impl="reference"),
+        "leaky_ash (fused)": lambda x: AF.leaky_ash(x, z, a, 0.01, dim=dim),
         "topk_ash (topk+scatter)": lambda x: AF.topk_ash(x, K),
         "topk_ash (kthvalue)": lambda x: FU.topk_ash_kthvalue(x, K),
         "agumbel (fused)": lambda x: AF.adaptive_gumbel(x, per_channel(x)),
@@ -79,6 +100,12 @@ def ops(device: str, channels: int = 1) -> Dict[str, Callable]:
         "swish (fused)": lambda x: AF.swish(x, b),
         "swish (reference)": lambda x: AF.swish(x, b, impl="reference"),
     }
+    if compiled:
+        table["ash (torch.compile)"] = torch.compile(lambda x: AF.ash(x, z, a, dim=dim), fullgraph=True, dynamic=False)
+        table["ash formula (torch.compile)"] = torch.compile(lambda x: ash_formula(x, z, a, dim), fullgraph=True,
+                                                             dynamic=False)
+        table["ash formula (eager)"] = lambda x: ash_formula(x, z, a, dim)
+    return table
 
 
 def _sync(device: str) -> None:
@@ -236,15 +263,43 @@ def resnet_step_times(batch: int, reps: int, device: str) -> Dict[str, float]:
 def keep_heap() -> bool:
     """Ask glibc to keep freed memory instead of returning it to the OS after every op.
 
-    Otherwise each fresh 16 MB output is page-faulted in again, which on small machines costs
-    more than the arithmetic and hides the ops' own cost. Both sides of every ratio run under
-    the same setting; ``--allocator-default`` keeps glibc's behaviour.
+    Otherwise each fresh 16 MB output may be page-faulted in again, which on small machines costs
+    more than the arithmetic. Both sides of every ratio run under the same setting. Off by
+    default (a user's process runs with glibc's settings); ``--tuned-allocator`` turns it on.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(-1, 1 << 30)) and bool(libc.mallopt(-3, 1 << 30))  # TRIM, MMAP thresholds
     except OSError:
         return False
+
+
+_FIRST_CALL = """
+import time, torch, torch.nn.functional as F
+torch.set_num_threads(1)
+x = torch.randn(8, 16, 32, 32, requires_grad=True)
+t0 = time.perf_counter(); F.silu(x).sum().backward(); t_silu = time.perf_counter() - t0
+import ashlib.functional as AF
+t0 = time.perf_counter(); AF.ash(x, 0.0, 1.0).sum().backward(); t_ash = time.perf_counter() - t0
+print(t_ash - t_silu)
+"""
+
+
+def first_call_latency() -> Dict[str, float]:
+    """Seconds the first ASH forward+backward in a new process takes beyond the first F.silu's:
+    with an empty native-kernel cache (the process compiles them) and with the cache that an
+    earlier process filled (what every later process on the machine sees)."""
+    import subprocess
+    import tempfile
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, ASHLIB_CACHE_DIR=cache, PYTHONPATH=root)
+        for key in ("cold_cache_s", "warm_cache_s"):
+            r = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True,
+                               timeout=600)
+            out[key] = float(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else float("nan")
+    return out
 
 
 def main(argv=None) -> dict:
@@ -256,14 +311,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shapes", nargs="*", default=list(SHAPES), help="subset of: " + ", ".join(SHAPES))
     ap.add_argument("--dtypes", nargs="*", default=list(DTYPES))
-    ap.add_argument("--allocator-default", action="store_true", help="don't call mallopt (see keep_heap)")
+    ap.add_argument("--tuned-allocator", action="store_true",
+                    help="raise glibc's trim and mmap thresholds first (see keep_heap); default: glibc's own "
+                         "settings, as a user's process runs")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--no-latency", action="store_true", help="skip the first-call latency measurement")
     ap.add_argument("--no-resnet", action="store_true")
     ap.add_argument("--ops", nargs="*", default=None,
                     help="only the ops whose name contains one of these (relu and silu always run)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    heap_kept = False if args.allocator_default or args.device != "cpu" else keep_heap()
+    heap_kept = keep_heap() if args.tuned_allocator and args.device == "cpu" else False
     reps = args.reps or (7 if args.quick else 25)
     device = args.device
     meta = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
@@ -283,7 +342,7 @@ def main(argv=None) -> dict:
         for dname in args.dtypes:
             torch.manual_seed(0)
             x = torch.randn(SHAPES[sname], device=device).to(DTYPES[dname])
-            fns = ops(device, x.shape[1] if x.dim() >= 2 else 1)
+            fns = ops(device, x.shape[1] if x.dim() >= 2 else 1, STAT_DIMS.get(sname), not args.no_compile)
             if args.ops:
                 fns = {k: f for k, f in fns.items() if k in ("relu", "silu") or any(o in k for o in args.ops)}
             slow = {k for k in fns if k.endswith("(reference)")}
@@ -291,7 +350,8 @@ def main(argv=None) -> dict:
             mem = {k: (saved_bytes(f, x), peak_bytes(f, x)) for k, f in fns.items()}
             backend = FU.select_backend(x)
             for k in fns:
-                row = {"shape": sname, "dims": list(SHAPES[sname]), "dtype": dname, "op": k,
+                row = {"shape": sname, "dims": list(SHAPES[sname]), "stat_dim": STAT_DIMS.get(sname),
+                       "dtype": dname, "op": k,
                        "backend": backend if k in ("ash (fused)", "leaky_ash (fused)") else None,
                        "fwd_s": t[k]["fwd"], "fwdbwd_s": t[k]["fwdbwd"],
                        "fwd_vs_silu": t[k]["fwd"] / t["silu"]["fwd"],
@@ -315,6 +375,12 @@ def main(argv=None) -> dict:
         print(f"\nResNet-20 training step, batch {batch} of 3x32x32 (SGD, cross-entropy):")
         for k, v in steps.items():
             print(f"  {k:18s} {v * 1e3:9.1f} ms   x{v / steps['relu']:.2f} of ReLU")
+    if not args.no_latency and device == "cpu":
+        result["first_call"] = first_call_latency()
+        fc = result["first_call"]
+        print(f"\nfirst ASH forward+backward in a fresh process, beyond F.silu's: "
+              f"{fc['cold_cache_s']:.2f} s with an empty kernel cache (it compiles), "
+              f"{fc['warm_cache_s']:.2f} s with the cache another process filled")
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)
     print(f"\nwrote {args.out}")

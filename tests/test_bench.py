@@ -20,13 +20,15 @@ import bench_activations as BA  # noqa: E402
 def test_benchmark_writes_table_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     res = BA.main(["--reps", "1", "--threads", "1", "--shapes", "mlp 256x1000", "--dtypes", "float32",
-                   "--ops", "ash", "--no-resnet", "--out", str(out)])
+                   "--ops", "ash", "--no-resnet", "--no-latency", "--out", str(out)])
     printed = capsys.readouterr().out
     assert "ash (fused)" in printed and "f+b/silu" in printed
     data = json.loads(out.read_text())
     assert data["meta"]["threads"] == 1 and data["meta"]["device"] == "cpu"
     rows = {r["op"]: r for r in data["activations"]}
-    assert {"relu", "silu", "ash (fused)", "ash (fused, aten)", "ash (reference)"} <= set(rows)
+    assert {"relu", "silu", "ash (fused)", "ash (fused, aten)", "ash (reference)", "ash (torch.compile)",
+            "ash formula (torch.compile)", "ash formula (eager)"} <= set(rows)
+    assert data["meta"]["heap_kept"] is False  # glibc's own allocator settings unless asked
     for r in rows.values():
         assert r["fwd_s"] > 0 and r["fwdbwd_s"] > 0 and r["fwdbwd_vs_silu"] > 0
     n_samples = 256
@@ -35,3 +37,27 @@ def test_benchmark_writes_table_json(tmp_path, capsys):
     assert rows["ash (fused)"]["backend"] in ("native", "aten")
     assert rows["ash (reference)"]["saved_vs_silu"] > 5
     assert res["activations"] == data["activations"]
+
+
+def test_per_token_workload_and_first_call(tmp_path):
+    out = tmp_path / "bench.json"
+    BA.main(["--reps", "1", "--threads", "1", "--shapes", "tokens 32x128x512", "--dtypes", "float32",
+             "--ops", "ash (fused)", "--no-resnet", "--no-compile", "--no-latency", "--out", str(out)])
+    rows = {r["op"]: r for r in json.loads(out.read_text())["activations"]}
+    assert rows["ash (fused)"]["stat_dim"] == -1
+    # statistics per token: mu and sigma for each of the 32*128 rows
+    assert rows["ash (fused)"]["saved_bytes"] == pytest.approx(rows["silu"]["saved_bytes"] + 2 * 8 * 32 * 128, abs=64)
+    lat = BA.first_call_latency()
+    assert set(lat) == {"cold_cache_s", "warm_cache_s"}
+    assert all(v == v for v in lat.values())  # measured (not nan: both subprocesses ran)
+
+
+def test_formula_baseline_is_ash():
+    """The compiled one-line formula the benchmark compares with computes ASH."""
+    import torch
+    import ashlib.functional as AF
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    z, a = torch.tensor(0.4, dtype=torch.float64), torch.tensor(1.3, dtype=torch.float64)
+    assert torch.allclose(BA.ash_formula(x, z, a), AF.ash(x, z, a), rtol=1e-12, atol=1e-14)
+    xt = torch.randn(2, 6, 8, dtype=torch.float64)
+    assert torch.allclose(BA.ash_formula(xt, z, a, -1), AF.ash(xt, z, a, dim=-1), rtol=1e-12, atol=1e-14)

@@ -18,6 +18,7 @@ import sys
 import pytest
 import torch
 
+import ashlib
 import ashlib.functional as AF
 from ashlib.ops import ash_family as FU
 from ashlib.ops import triton_ash as FT
@@ -72,6 +73,19 @@ def _reference(x2, g2, z, alpha, ell):
     return (y.detach(),) + tuple(grads)
 
 
+def _t(v):
+    return None if v is None else torch.tensor(float(v), dtype=torch.float64)
+
+
+def _fwd(x2, t, A, ell):
+    """The kernels take the parameters as tensors (read on the device): alpha = A/2, slope = ell."""
+    return FT.ash_forward(x2, t, _t(A / 2), _t(ell))
+
+
+def _bwd(x2, g2, mu, sigma, z, A, ell, need_x, need_a, need_l):
+    return FT.ash_backward(x2, g2, mu, sigma, _t(z), _t(A / 2), _t(ell), need_x, need_a, need_l)
+
+
 def _row_sums64(x2, g2, mu, sigma, z, A):
     """R1, R2, Rl from their definitions, in float64."""
     x, g = x2.double(), g2.double()
@@ -96,8 +110,8 @@ def test_float32_matches_float64_reference(shape, z, alpha, ell):
     A = 2.0 * alpha
     c = 1.0 if ell is None else 1.0 - ell
 
-    y = FT.ash_forward(x2, mu + z * sigma, A, ell)
-    gx, R1, R2, Rl = FT.ash_backward(x2, g2, mu, sigma, z, A, ell, True, True, True)
+    y = _fwd(x2, mu + z * sigma, A, ell)
+    gx, R1, R2, Rl = _bwd(x2, g2, mu, sigma, z, A, ell, True, True, True)
     y_ref, gx_ref, dz_ref, da_ref, *dl_ref = _reference(x2, g2, z, alpha, ell)
 
     assert y.dtype == gx.dtype == torch.float32 and y.shape == gx.shape == shape
@@ -135,8 +149,8 @@ def test_matches_aten_fused_path(ell, z, alpha):
         y_aten = FU.leaky_ash(xr, zt, at, params[2], eps=EPS)
     gx_aten, dz, da, *dl = torch.autograd.grad(y_aten, (xr,) + params, g2)
 
-    y = FT.ash_forward(x2, mu + z * sigma, A, ell)
-    gx, R1, R2, Rl = FT.ash_backward(x2, g2, mu, sigma, z, A, ell, True, True, True)
+    y = _fwd(x2, mu + z * sigma, A, ell)
+    gx, R1, R2, Rl = _bwd(x2, g2, mu, sigma, z, A, ell, True, True, True)
     assert _rel(y, y_aten) <= 1e-6 and _rel(gx, gx_aten) <= 1e-6
     assert _rel(-(sigma * R1).sum() * (c * A), dz) <= 1e-6
     assert _rel(R2.sum() * (2.0 * c), da) <= 1e-6
@@ -151,8 +165,8 @@ def test_half_precision_storage(dtype, ell):
     x2, g2 = _input((2, 300), seed=5, dtype=dtype)
     mu, sigma = _stats(x2)
     z, alpha = 0.5, 2.0
-    y = FT.ash_forward(x2, mu + z * sigma, 2 * alpha, ell)
-    gx, R1, _, _ = FT.ash_backward(x2, g2, mu, sigma, z, 2 * alpha, ell, True, False, False)
+    y = _fwd(x2, mu + z * sigma, 2 * alpha, ell)
+    gx, R1, _, _ = _bwd(x2, g2, mu, sigma, z, 2 * alpha, ell, True, False, False)
     y_ref, gx_ref, *_ = _reference(x2, g2, z, alpha, ell)
     eps = torch.finfo(dtype).eps
     assert y.dtype == gx.dtype == dtype and R1.dtype == torch.float64
@@ -164,16 +178,16 @@ def test_half_precision_storage(dtype, ell):
 def test_flags_select_outputs():
     x2, g2 = _input((2, 7), seed=3)
     mu, sigma = _stats(x2)
-    full = FT.ash_backward(x2, g2, mu, sigma, 0.3, 2.0, 0.1, True, True, True)
-    gx, R1, R2, Rl = FT.ash_backward(x2, g2, mu, sigma, 0.3, 2.0, 0.1, False, False, False)
+    full = _bwd(x2, g2, mu, sigma, 0.3, 2.0, 0.1, True, True, True)
+    gx, R1, R2, Rl = _bwd(x2, g2, mu, sigma, 0.3, 2.0, 0.1, False, False, False)
     assert gx is None and R2 is None and Rl is None
     assert torch.equal(R1, full[1])
     # need_l without a slope (ASH) has nothing to return
-    assert FT.ash_backward(x2, g2, mu, sigma, 0.3, 2.0, None, False, False, True)[3] is None
+    assert _bwd(x2, g2, mu, sigma, 0.3, 2.0, None, False, False, True)[3] is None
     # a non-contiguous upstream gradient gives the same result
     g_nc = g2.t().contiguous().t()
     assert not g_nc.is_contiguous()
-    gx_nc = FT.ash_backward(x2, g_nc, mu, sigma, 0.3, 2.0, 0.1, True, False, False)[0]
+    gx_nc = _bwd(x2, g_nc, mu, sigma, 0.3, 2.0, 0.1, True, False, False)[0]
     assert torch.equal(gx_nc, full[0])
 
 
@@ -258,3 +272,49 @@ def test_fused_function_with_triton_backend_matches_reference(kind):
     for a, b in zip(out["triton"], out["reference"]):
         assert a.dtype == torch.float32 and a.shape == b.shape
         assert _rel(a, b) <= 1e-5
+
+
+def test_triton_path_reads_no_parameter_on_the_host(monkeypatch):
+    """On the Triton backend the operator never reads z, alpha or the slope on the host (float()
+    or .item() would synchronise a CUDA device on every call): the kernels load them."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    x = torch.randn(3, 2, 5, 7, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    zt, at, lt = (torch.tensor(v, requires_grad=True) for v in (0.6, 1.7, 0.05))
+    reads = []
+
+    def no_float(self, *a, **k):
+        reads.append(tuple(self.shape))
+        raise AssertionError("a tensor was read on the host in the Triton path")
+
+    monkeypatch.setattr(torch.Tensor, "__float__", no_float)
+    monkeypatch.setattr(torch.Tensor, "item", no_float)
+    y = FU.leaky_ash(x, zt, at, lt, backend="triton")
+    grads = torch.autograd.grad(y, (x, zt, at, lt), torch.ones_like(y))
+    monkeypatch.undo()
+    assert not reads
+    ref = AF.leaky_ash(x.double(), zt.double(), at.double(), lt.double(), impl="reference")
+    assert _rel(y, ref) <= 1e-5
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_synchronisations_per_call():
+    """At most one synchronisation per forward (the range check) and none per backward."""
+    x = torch.randn(8, 16, 32, 32, device="cuda", requires_grad=True)
+    act = ashlib.ASH(k=0.2).cuda()
+    act(x).sum().backward()  # warm-up: kernels compiled, caches filled
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        import warnings
+        with warnings.catch_warnings(record=True) as fwd:
+            warnings.simplefilter("always")
+            y = act(x)
+        with warnings.catch_warnings(record=True) as bwd:
+            warnings.simplefilter("always")
+            y.sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len([w for w in fwd if "synchroniz" in str(w.message)]) <= 1
+    assert not [w for w in bwd if "synchroniz" in str(w.message)]

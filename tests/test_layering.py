@@ -22,6 +22,7 @@ PKG = ROOT / "ashlib"
 #: layer at or below the importer's
 LAYERS = {
     "ashlib.reference": 0,
+    "ashlib._io": 0,
     "ashlib.ops._common": 0,
     "ashlib.ops.native": 1,
     "ashlib.ops.triton_ash": 1,

@@ -66,7 +66,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     proc.wait()
     proc.stdout.close()
     done_before = len(_units(out))
-    print(f"killed with {done_before} of {N_UNITS} units stored, an epoch checkpoint present: {ckpt_seen}")
+    # the checkpoint seen before the kill may belong to a unit that finished (and removed it) in
+    # the moment before the signal landed: only a checkpoint still there is resumed from
+    ckpt_left = any((out / "units").glob("*.ckpt.pt"))
+    print(f"killed with {done_before} of {N_UNITS} units stored, an epoch checkpoint present: {ckpt_left}")
     assert 1 <= done_before < N_UNITS and ckpt_seen
     assert not (out / "results.json").exists()
 
@@ -74,7 +77,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming farhadi-table1" in resumed.stdout
     assert f"{done_before} unit(s) resumed" in resumed.stdout
-    assert "continuing " in resumed.stdout  # the unit killed half-way went on from its epoch checkpoint
+    if ckpt_left:  # the unit killed half-way went on from its epoch checkpoint
+        assert "continuing " in resumed.stdout
     assert len(_units(out)) == N_UNITS and not list((out / "units").glob("*.ckpt.pt"))
     got = json.loads((out / "results.json").read_text())
 

@@ -25,7 +25,6 @@ import dataclasses
 import inspect
 import io
 import json
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Callable
 
 import torch
 
+from .._io import atomic_open
 from .profiles import current_profile
 from .runstore import RunStore
 
@@ -64,16 +64,8 @@ def missing_extra(exc: BaseException) -> str | None:
 
 
 def _replace_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 def environment(device: str | torch.device | None = None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from .._io import atomic_open
 from ..train import CheckpointError, atomic_torch_save, load_fit_checkpoint, safe_torch_load
 
 __all__ = ["RunStore", "RunConfigMismatch", "config_fingerprint", "STORE_FORMAT", "STORE_VERSION"]
@@ -61,16 +62,8 @@ def config_fingerprint(experiment: str, config: Any) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
 
 
 class RunStore:

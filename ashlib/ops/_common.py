@@ -72,10 +72,10 @@ def split_threshold(t: Tensor, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
     return t_hi, t_lo
 
 
-def mean_sigma_path(R1: Tensor, sigma: Tensor, z: float, c: float, A: float, n: int) -> Tuple[Tensor, Tensor]:
+def mean_sigma_path(R1: Tensor, sigma: Tensor, z, c, A, n: int) -> Tuple[Tensor, Tensor]:
     """Per-sample (k0, k1), float64, such that the path of dL/dx through mu and sigma is
     k0 + k1*d with d = x - t: -(W/n)(1 + z(x - mu)/sigma) = -(W/n)(1 + z^2 + z d/sigma),
-    W = c*A*R1 (see :mod:`ashlib.ops.ash`)."""
+    W = c*A*R1 (see :mod:`ashlib.ops.ash_family`); z, c, A are floats or 0-d tensors."""
     Wn = R1 * (c * A / n)
     return Wn * (-(1.0 + z * z)), Wn * (-z) / sigma
 

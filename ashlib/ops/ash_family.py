@@ -86,14 +86,15 @@ def _chunks(n_rows: int, n_cols: int, chunk_elements: int):
         yield r0, min(n_rows, r0 + step)
 
 
-def _statistics(x2: Tensor, eps: float, chunk_elements: int) -> Tuple[Tensor, Tensor, Tensor]:
+def _statistics(x2: Tensor, eps: float, chunk_elements: int, two_pass: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
     """Per-sample mean, ``sqrt(var + eps)`` and the 2-norm (an upper bound on max|x|), float64, (N, 1).
 
     Accumulated in float64 whatever the input dtype: with alpha up to 1e3 the threshold t must
     be known to far better than float32 precision, because an error dt moves u = 2*alpha*(x - t)
     by 2*alpha*dt, which is the relative error of the output in the tail. One pass per chunk
     gives the sum and the norm (E[x^2] - mu^2); a second pass runs only where that difference
-    would cancel. A norm that overflows comes back as inf and sends the call to the reference.
+    would cancel (``two_pass``: always, so that no test is read on the host; the CUDA path).
+    A norm that overflows comes back as inf and sends the call to the exact path.
     """
     n = x2.shape[1]
     s1 = torch.empty(x2.shape[0], 1, dtype=torch.float64, device=x2.device)
@@ -104,7 +105,7 @@ def _statistics(x2: Tensor, eps: float, chunk_elements: int) -> Tuple[Tensor, Te
         torch.linalg.vector_norm(xd, dim=1, keepdim=True, out=nrm[r0:r1])
     mu = s1 / n
     var = torch.clamp(nrm * nrm / n - mu * mu, min=0)
-    if bool(torch.any(mu * mu > _CANCELLATION_RATIO * var)):
+    if two_pass or bool(torch.any(mu * mu > _CANCELLATION_RATIO * var)):
         # E[x^2] - mu^2 lost too many digits: recompute the variance from x - mu
         for r0, r1 in _chunks(x2.shape[0], n, chunk_elements):
             d = x2[r0:r1].to(torch.float64) - mu[r0:r1]
@@ -347,44 +348,78 @@ def _check_backend(backend: Optional[str]) -> None:
 def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: float,
             backend: Optional[str] = None, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
             ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(y, mu, sigma, exact) of ASH (or Leaky ASH when ``slope`` is given) over the rows of 2-D x."""
-    zf, af, lf = _read_params(z, alpha, slope)
+    """(y, mu, sigma, exact) of ASH (or Leaky ASH when ``slope`` is given) over the rows of 2-D x.
+
+    ``exact`` is a CPU bool: whether the exact float64 path was taken (read by the backward
+    without a device synchronisation)."""
     if not (eps > 0 and math.isfinite(eps)):
         raise C.range_error("eps", eps, "finite and > 0 (it keeps sigma and its gradient finite on a constant "
                             "feature map)")
     rows, n = x.shape
-    if rows == 0 or n == 0:
-        mu = torch.zeros(rows, 1, dtype=torch.float64, device=x.device)
-        return torch.empty_like(x), mu, torch.ones_like(mu), torch.zeros((), dtype=torch.bool, device=x.device)
+    no, yes = torch.zeros((), dtype=torch.bool), torch.ones((), dtype=torch.bool)
     backend = select_backend(x, backend)
-    A = 2.0 * af
-    if backend != "aten" and not x.is_contiguous():
+    if backend == "triton":
+        # nothing read on the host but the range check (one synchronisation per call)
+        _check_params_on_device(z, alpha, slope)
+        if rows == 0 or n == 0:
+            return _empty_forward(x) + (no,)
         x = x.contiguous()
-    if backend == "native":
-        if eps >= math.sqrt(torch.finfo(torch.float32).tiny):
-            y, mu, sigma, ok = _native_forward(_native_lib(x), x, eps, zf, A, lf)
-            if ok:
-                return y, mu, sigma, torch.zeros((), dtype=torch.bool)
+        mu, sigma, norm = _statistics(x, eps, chunk_elements, two_pass=True)
+        if eps >= math.sqrt(torch.finfo(torch.float32).tiny) and _range_ok_tensor(x, mu, sigma, norm, z, alpha):
+            from . import triton_ash
+            y = triton_ash.ash_forward(x, mu + z.reshape(()).to(torch.float64) * sigma, alpha, slope)
+            return y, mu, sigma, no
     else:
-        mu, sigma, norm = _statistics(x, eps, chunk_elements)
-        if _range_ok(x, mu, sigma, norm, zf, af, eps):
-            if backend == "triton":
-                from . import triton_ash
-                y = triton_ash.ash_forward(x, mu + zf * sigma, A, lf)
-            else:
-                y = _aten_forward(x, mu, sigma, zf, A, lf, chunk_elements)
-            return y, mu, sigma, torch.zeros((), dtype=torch.bool, device=x.device)
+        zf, af, lf = _read_params(z, alpha, slope)
+        if rows == 0 or n == 0:
+            return _empty_forward(x) + (no,)
+        A = 2.0 * af
+        if backend == "native":
+            x = x.contiguous()
+            if eps >= math.sqrt(torch.finfo(torch.float32).tiny):
+                y, mu, sigma, ok = _native_forward(_native_lib(x), x, eps, zf, A, lf)
+                if ok:
+                    return y, mu, sigma, no
+        else:
+            mu, sigma, norm = _statistics(x, eps, chunk_elements)
+            if _range_ok(x, mu, sigma, norm, zf, af, eps):
+                return _aten_forward(x, mu, sigma, zf, A, lf, chunk_elements), mu, sigma, no
     # outside the fast paths' range (|x| near the dtype's limit, a tiny eps, non-finite values):
     # the reference formulas in float64 with scaled statistics
     mu, sigma = _exact(x, eps)
     y = R.ash(x, z, alpha, slope, (1,), eps)
-    return y, mu, sigma, torch.ones((), dtype=torch.bool, device=x.device)
+    return y if y._base is None else y.clone(), mu, sigma, yes
+
+
+def _empty_forward(x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    mu = torch.zeros(x.shape[0], 1, dtype=torch.float64, device=x.device)
+    return torch.empty_like(x), mu, torch.ones_like(mu)
+
+
+def _check_params_on_device(z: Tensor, alpha: Tensor, slope: Optional[Tensor]) -> None:
+    """The parameter checks of :func:`_read_params` as device-side assertions (no synchronisation:
+    a bad value fails the next synchronising call with this message)."""
+    torch._assert_async(torch.isfinite(z).all(), "z is out of range: z must be finite")
+    torch._assert_async(((alpha > 0) & torch.isfinite(alpha)).all(),
+                        "alpha is out of range: alpha must be finite and > 0")
+    if slope is not None:
+        torch._assert_async(((slope > 0) & torch.isfinite(slope)).all(),
+                            "slope is out of range: slope must be finite and > 0")
+
+
+def _range_ok_tensor(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: Tensor, alpha: Tensor) -> bool:
+    """:func:`_range_ok` with the parameters as device tensors: one synchronisation."""
+    fi = torch.finfo(_compute_dtype(x2))
+    zt = z.reshape(()).to(torch.float64)
+    bound = norm + torch.abs(mu + zt * sigma)
+    ok = torch.all(torch.isfinite(bound) & (bound <= fi.max / 64)) & torch.isfinite(alpha).all() & torch.isfinite(zt)
+    return bool(ok)
 
 
 @_ash_op.register_fake
 def _(x, z, alpha, slope, eps, backend=None, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     stat = x.new_empty((x.shape[0], 1), dtype=torch.float64)
-    return torch.empty_like(x), stat, torch.empty_like(stat), x.new_empty((), dtype=torch.bool)
+    return torch.empty_like(x), stat, torch.empty_like(stat), torch.empty((), dtype=torch.bool, device="cpu")
 
 
 @torch.library.custom_op("ashlib::ash_backward", mutates_args=())
@@ -393,39 +428,41 @@ def _ash_backward_op(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: O
                      chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """(dL/dx, dL/dz, dL/dalpha, dL/dslope) of :func:`_ash_op`; entries not in ``need`` are left empty."""
     need_x, need_z, need_a, need_l = need
-    zf, af, lf = _read_params(z, alpha, slope)
-    gl_shape = slope.shape if slope is not None else (0,)
+    need_l = need_l and slope is not None
     rows, n = x.shape
     if rows == 0 or n == 0:
-        gx = torch.zeros_like(x)
-        gz, ga = torch.zeros_like(z), torch.zeros_like(alpha)
         gl = torch.zeros_like(slope) if slope is not None else x.new_empty(0)
-        return gx, gz, ga, gl
+        return torch.zeros_like(x), torch.zeros_like(z), torch.zeros_like(alpha), gl
     backend = select_backend(x, backend)
-    A = 2.0 * af
-    c = 1.0 if lf is None else 1.0 - lf
     need_w = need_x or need_z or need_a
-    if bool(exact):  # the forward took the exact path: so does the backward
-        gx, R1, R2, Rl = _exact_backward(x, grad, mu, sigma, zf, A, lf)
-    elif backend == "native":
-        x = x.contiguous()
-        g2 = grad.to(x.dtype).contiguous()
-        gx, R1, R2, Rl = _native_backward(_native_lib(x), x, g2, mu, sigma, zf, A, lf, need_x, need_a, need_l)
-    elif backend == "triton":
+    f64 = torch.float64
+    if backend == "triton" and not bool(exact):  # (exact is a CPU tensor: no synchronisation)
         from . import triton_ash
-        x = x.contiguous()
-        g2 = grad.to(x.dtype).contiguous()
-        gx, R1, R2, Rl = triton_ash.ash_backward(x, g2, mu, sigma, zf, A, lf, need_x, need_a, need_l)
+        gx, R1, R2, Rl = triton_ash.ash_backward(x.contiguous(), grad.to(x.dtype).contiguous(), mu, sigma, z, alpha,
+                                                 slope, need_x, need_a, need_l)
+        # the parameters stay on the device: A = 2 alpha and c = 1 - slope as tensors
+        A = 2.0 * alpha.reshape(()).to(f64)
+        c = 1.0 - slope.reshape(()).to(f64) if slope is not None else torch.ones_like(A)
     else:
-        gx, R1, R2, Rl = _aten_backward(x, grad, mu, sigma, zf, A, lf, need_x, need_w, need_a, need_l,
-                                        chunk_elements)
+        zf, af, lf = _read_params(z, alpha, slope)
+        A = 2.0 * af
+        c = 1.0 if lf is None else 1.0 - lf
+        if bool(exact):  # the forward took the exact path: so does the backward
+            gx, R1, R2, Rl = _exact_backward(x, grad, mu, sigma, zf, A, lf)
+        elif backend == "native":
+            x = x.contiguous()
+            g2 = grad.to(x.dtype).contiguous()
+            gx, R1, R2, Rl = _native_backward(_native_lib(x), x, g2, mu, sigma, zf, A, lf, need_x, need_a, need_l)
+        else:
+            gx, R1, R2, Rl = _aten_backward(x, grad, mu, sigma, zf, A, lf, need_x, need_w, need_a, need_l,
+                                            chunk_elements)
     gx = gx.to(x.dtype) if need_x else torch.empty_like(x)
     gz = (-(sigma * R1).sum() * (c * A)).reshape(z.shape).to(z.dtype) if need_z else torch.empty_like(z)
     ga = (R2.sum() * (2.0 * c)).reshape(alpha.shape).to(alpha.dtype) if need_a else torch.empty_like(alpha)
-    if slope is not None and need_l:
+    if need_l:
         gl = Rl.sum().reshape(slope.shape).to(slope.dtype)
     else:
-        gl = x.new_empty(gl_shape) if slope is None else torch.empty_like(slope)
+        gl = x.new_empty(0) if slope is None else torch.empty_like(slope)
     return gx, gz, ga, gl
 
 

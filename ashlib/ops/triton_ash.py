@@ -112,9 +112,11 @@ def _add_combine(a, b):  # combine function of the row sums (see _kernels)
     return a + b
 
 
-def _gate_parts(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
+def _gate_parts(x_ptr, thi_ptr, tlo_ptr, p_ptr, n, nb, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
     """This program's tile (pid -> row, offsets, mask) and its x, d = x - t, u = A d,
-    e = exp(-|u|) and r = 1/(1 + e) (S(u) is r or e r)."""
+    e = exp(-|u|) and r = 1/(1 + e) (S(u) is r or e r). A = 2*alpha is read from the parameter
+    vector on the device (no host read of a parameter, so no synchronisation)."""
+    A = tl.load(p_ptr)
     pid = tl.program_id(0).to(tl.int64)
     row = pid // nb
     cols = (pid % nb) * BLOCK + tl.arange(0, BLOCK)
@@ -131,19 +133,19 @@ def _gate_parts(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET: tl.constexpr, BLOC
     return pid, row, offs, mask, x, d, u, e, r
 
 
-def _ash_fwd_kernel(x_ptr, y_ptr, thi_ptr, tlo_ptr, n, nb, A, ell, c,
+def _ash_fwd_kernel(x_ptr, y_ptr, thi_ptr, tlo_ptr, p_ptr, n, nb,
                     LEAKY: tl.constexpr, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
-    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET, BLOCK)
+    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, p_ptr, n, nb, INTERPRET, BLOCK)
     y = x * tl.where(u >= 0, r, e * r)  # x*S(u)
     if LEAKY:
-        y = ell * x + c * y
+        y = tl.load(p_ptr + 1) * x + tl.load(p_ptr + 2) * y
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def _ash_bwd_reduce_kernel(x_ptr, g_ptr, thi_ptr, tlo_ptr, p1_ptr, p2_ptr, pl_ptr, n, nb, A,
+def _ash_bwd_reduce_kernel(x_ptr, g_ptr, thi_ptr, tlo_ptr, p_ptr, p1_ptr, p2_ptr, pl_ptr, n, nb,
                            NEED_A: tl.constexpr, NEED_L: tl.constexpr, INTERPRET: tl.constexpr,
                            BLOCK: tl.constexpr):
-    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET, BLOCK)
+    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, p_ptr, n, nb, INTERPRET, BLOCK)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     w = x * (g * (e * r * r))  # x*q, q = g*S(u)*S(-u)
     tl.store(p1_ptr + pid, tl.reduce(w.to(tl.float64), 0, _add))
@@ -154,14 +156,15 @@ def _ash_bwd_reduce_kernel(x_ptr, g_ptr, thi_ptr, tlo_ptr, p1_ptr, p2_ptr, pl_pt
         tl.store(pl_ptr + pid, tl.reduce(((g * sm) * x).to(tl.float64), 0, _add))
 
 
-def _ash_bwd_grad_kernel(x_ptr, g_ptr, gx_ptr, thi_ptr, tlo_ptr, k0_ptr, k1_ptr, n, nb, A, ell, c, cA,
+def _ash_bwd_grad_kernel(x_ptr, g_ptr, gx_ptr, thi_ptr, tlo_ptr, p_ptr, k0_ptr, k1_ptr, n, nb,
                          LEAKY: tl.constexpr, INTERPRET: tl.constexpr, BLOCK: tl.constexpr):
-    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, n, nb, A, INTERPRET, BLOCK)
+    pid, row, offs, mask, x, d, u, e, r = _gate(x_ptr, thi_ptr, tlo_ptr, p_ptr, n, nb, INTERPRET, BLOCK)
+    cA = tl.load(p_ptr + 3)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     gs = g * tl.where(u >= 0, r, e * r)  # g*S(u)
     q = g * (e * r * r)
     if LEAKY:
-        gs = ell * g + c * gs
+        gs = tl.load(p_ptr + 1) * g + tl.load(p_ptr + 2) * gs
     # path through mu and sigma: -(W/n)(1 + z^2 + z*d/sigma) = k0 + k1*d, per row from the caller
     gx = gs + cA * (x * q) + (d * tl.load(k1_ptr + row) + tl.load(k0_ptr + row))
     tl.store(gx_ptr + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
@@ -244,18 +247,22 @@ def _device_ctx(x: Tensor):
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
-def _leaky(ell: Optional[float]) -> Tuple[bool, float, float]:
-    if ell is None:
-        return False, 0.0, 1.0
-    return True, float(ell), 1.0 - float(ell)
+def param_vector(alpha: Tensor, slope: Optional[Tensor], device) -> Tensor:
+    """[A, ell, c, c*A] as a float32 device vector (A = 2*alpha, c = 1 - ell; ell = 0 for ASH),
+    formed by tensor operations: the kernels load it, so no parameter is read on the host."""
+    A = 2.0 * alpha.reshape(()).to(device=device, dtype=torch.float64)
+    ell = torch.zeros_like(A) if slope is None else slope.reshape(()).to(device=device, dtype=torch.float64)
+    c = 1.0 - ell
+    return torch.stack([A, ell, c, c * A]).to(torch.float32)
 
 
-def ash_forward(x2: Tensor, t: Tensor, A: float, ell: Optional[float]) -> Tensor:
-    """ASH (``ell`` None) or Leaky ASH forward over the rows of ``x2``.
+def ash_forward(x2: Tensor, t: Tensor, alpha: Tensor, slope: Optional[Tensor]) -> Tensor:
+    """ASH (``slope`` None) or Leaky ASH forward over the rows of ``x2``.
 
     x2: (rows, n), dtype float32/bfloat16/float16 (made contiguous if it is not); t: (rows, 1)
-    float64 threshold ``mu + z*sigma``; A = 2*alpha. Returns y (rows, n) in x2's dtype:
-    ``y = x*S(A*(x - t))`` for ASH, ``y = x*(ell + (1 - ell)*S(A*(x - t)))`` for Leaky ASH.
+    float64 threshold ``mu + z*sigma``; alpha, slope: one-element tensors (read by the kernels on
+    the device). Returns y (rows, n) in x2's dtype: ``y = x*S(2*alpha*(x - t))`` for ASH,
+    ``y = x*(ell + (1 - ell)*S(...))`` for Leaky ASH.
     """
     _check(x2)
     x2 = x2.contiguous()
@@ -263,29 +270,30 @@ def ash_forward(x2: Tensor, t: Tensor, A: float, ell: Optional[float]) -> Tensor
     y = torch.empty_like(x2)
     if rows == 0 or n == 0:
         return y
-    leaky, lf, c = _leaky(ell)
+    p = param_vector(alpha, slope, x2.device)
     t_hi, t_lo = _split(t.to(x2.device))
     block = _block(n)
     nb = -(-n // block)
     interp = _interpret()
     fwd, _, _ = _kernels(interp)
     with _device_ctx(x2):
-        fwd[(rows * nb,)](x2, y, t_hi, t_lo, n, nb, float(A), lf, c,
-                          LEAKY=leaky, INTERPRET=interp, BLOCK=block, **_LAUNCH)
+        fwd[(rows * nb,)](x2, y, t_hi, t_lo, p, n, nb,
+                          LEAKY=slope is not None, INTERPRET=interp, BLOCK=block, **_LAUNCH)
     return y
 
 
-def ash_backward(x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, z: float, A: float,
-                 ell: Optional[float], need_x: bool, need_a: bool, need_l: bool
+def ash_backward(x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, z: Tensor, alpha: Tensor,
+                 slope: Optional[Tensor], need_x: bool, need_a: bool, need_l: bool
                  ) -> Tuple[Optional[Tensor], Tensor, Optional[Tensor], Optional[Tensor]]:
     """Analytic backward of :func:`ash_forward`: ``(gx or None, R1, R2 or None, Rl or None)``.
 
     x2, g2: (rows, n) (g2 any supported dtype); mu, sigma: (rows, 1) float64 statistics; z,
-    A = 2*alpha, ell as in the forward. With d = x - t, t = mu + z*sigma, u = A*d,
-    q = g*S(u)*S(-u), c = 1 - ell (c = 1, ell = 0 for ASH), the row sums are (rows, 1) float64:
-    ``R1 = sum x q`` (always), ``R2 = sum x q d`` (need_a), ``Rl = sum g x S(-u)`` (need_l and
-    Leaky ASH); and gx (need_x), in x2's dtype, is
-    ``g*(ell + c*S(u)) + c*A*x*q - (W/n)*(1 + z^2 + z*d/sigma)`` with ``W = c*A*R1``.
+    alpha, slope one-element tensors as in the forward. With A = 2*alpha, d = x - t,
+    t = mu + z*sigma, u = A*d, q = g*S(u)*S(-u), c = 1 - ell (c = 1, ell = 0 for ASH), the row
+    sums are (rows, 1) float64: ``R1 = sum x q`` (always), ``R2 = sum x q d`` (need_a),
+    ``Rl = sum g x S(-u)`` (need_l and Leaky ASH); and gx (need_x), in x2's dtype, is
+    ``g*(ell + c*S(u)) + c*A*x*q - (W/n)*(1 + z^2 + z*d/sigma)`` with ``W = c*A*R1``. Nothing
+    here reads a tensor's value on the host.
     """
     _check(x2)
     _check(g2, "g2")
@@ -294,25 +302,29 @@ def ash_backward(x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, z: float, A:
     x2, g2 = x2.contiguous(), g2.contiguous()
     rows, n = x2.shape
     dev = x2.device
-    leaky, lf, c = _leaky(ell)
+    leaky = slope is not None
     need_l = bool(need_l and leaky)
-    zf, Af = float(z), float(A)
-    mu = mu.to(device=dev, dtype=torch.float64).reshape(rows, 1)
-    sigma = sigma.to(device=dev, dtype=torch.float64).reshape(rows, 1)
+    f64 = torch.float64
+    zt = z.reshape(()).to(device=dev, dtype=f64)
+    At = 2.0 * alpha.reshape(()).to(device=dev, dtype=f64)
+    ct = 1.0 - (slope.reshape(()).to(device=dev, dtype=f64) if leaky else torch.zeros_like(At))
+    mu = mu.to(device=dev, dtype=f64).reshape(rows, 1)
+    sigma = sigma.to(device=dev, dtype=f64).reshape(rows, 1)
     if rows == 0 or n == 0:
-        zeros = torch.zeros(rows, 1, dtype=torch.float64, device=dev)
+        zeros = torch.zeros(rows, 1, dtype=f64, device=dev)
         return (torch.empty_like(x2) if need_x else None, zeros, zeros.clone() if need_a else None,
                 zeros.clone() if need_l else None)
-    t_hi, t_lo = _split(mu + zf * sigma)
+    p = param_vector(alpha, slope, dev)
+    t_hi, t_lo = _split(mu + zt * sigma)
     block = _block(n)
     nb = -(-n // block)
     interp = _interpret()
     _, red, grad = _kernels(interp)
-    p1 = torch.empty(rows * nb, dtype=torch.float64, device=dev)
+    p1 = torch.empty(rows * nb, dtype=f64, device=dev)
     p2 = torch.empty_like(p1) if need_a else p1  # unused pointers alias p1 (never written)
     pl = torch.empty_like(p1) if need_l else p1
     with _device_ctx(x2):
-        red[(rows * nb,)](x2, g2, t_hi, t_lo, p1, p2, pl, n, nb, Af,
+        red[(rows * nb,)](x2, g2, t_hi, t_lo, p, p1, p2, pl, n, nb,
                           NEED_A=bool(need_a), NEED_L=need_l, INTERPRET=interp, BLOCK=block, **_LAUNCH)
     R1 = p1.view(rows, nb).sum(dim=1, keepdim=True)
     R2 = p2.view(rows, nb).sum(dim=1, keepdim=True) if need_a else None
@@ -320,9 +332,9 @@ def ash_backward(x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, z: float, A:
     gx = None
     if need_x:
         from ._common import mean_sigma_path
-        k0, k1 = (k.to(torch.float32).reshape(-1).contiguous() for k in mean_sigma_path(R1, sigma, zf, c, Af, n))
+        k0, k1 = (k.to(torch.float32).reshape(-1).contiguous() for k in mean_sigma_path(R1, sigma, zt, ct, At, n))
         gx = torch.empty_like(x2)
         with _device_ctx(x2):
-            grad[(rows * nb,)](x2, g2, gx, t_hi, t_lo, k0, k1, n, nb, Af, lf, c, c * Af,
+            grad[(rows * nb,)](x2, g2, gx, t_hi, t_lo, p, k0, k1, n, nb,
                                LEAKY=leaky, INTERPRET=interp, BLOCK=block, **_LAUNCH)
     return gx, R1, R2, Rl
