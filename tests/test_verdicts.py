@@ -142,3 +142,12 @@ def test_a_symbolic_check_fails_on_a_wrong_formula(monkeypatch):
     assert V.check_claim("ASH-EQ5").verdict == "proved"
     monkeypatch.setattr(S, "ASH_AS_PRINTED", S.x * S.sigmoid(-S.alpha * (S.x - S.t)))  # neither A4 nor x - A4
     assert V.check_claim("ASH-EQ5").verdict == "refuted"
+
+
+def test_f_cost_timing_shape_and_parameter_counts():
+    out = V.f_cost_timing(width=4, depth=2, batch=8, repeats=3)
+    # parameters counted by hand: 10-4-4-1 = 44 + 20 + 5 = 69; + one alpha per neuron = 77; 10-5-5-1 = 55 + 30 + 6 = 91
+    assert out["parameters"] == {"base": 69, "adaptive": 77, "one_more_neuron": 91}
+    assert out["ratio_to_base"]["base"] == 1.0 and set(out["seconds"]) == {"base", "adaptive", "one_more_neuron"}
+    with pytest.raises(ValueError, match="repeats=2"):
+        V.f_cost_timing(repeats=2)

@@ -29,7 +29,7 @@ from ..analysis.trajectories import MOVE_THRESHOLD
 
 __all__ = ["CLAIM_IDS", "VERDICT_WORDS", "NOT_TESTED_STATIC", "SOURCES", "NOT_RERUN", "Verdict",
            "gate_adaptive_verdict", "check_claim", "collect_verdicts", "verdict_table", "verdict_markdown",
-           "MOVE_THRESHOLD", "foothill", "signswish", "f_cost_parameters"]
+           "MOVE_THRESHOLD", "foothill", "signswish", "f_cost_parameters", "f_cost_timing"]
 
 #: every claim ID of shared/CLAIMS.md, in its order
 CLAIM_IDS: tuple[str, ...] = (
@@ -382,6 +382,42 @@ def _sp_exp(u: Any) -> Any:
     import sympy as sp  # noqa: PLC0415
 
     return sp.exp(u)
+
+
+def f_cost_timing(width: int = 10, depth: int = 8, batch: int = 256, adaptive: str = "agumbel",
+                  fixed: str = "sigmoid", repeats: int = 30, seed: int = 0) -> dict[str, Any]:
+    """F-COST in time, for display beside the exact parameter counts (never part of a verdict: timings
+    depend on the machine). Three MLPs with ``depth`` hidden layers and 10 inputs: ``fixed`` with
+    ``width`` neurons (the base), ``adaptive`` with ``width`` neurons (one alpha each) and ``fixed``
+    with ``width + 1`` neurons; each forward + backward pass on one batch is timed, interleaved
+    round-robin, and the medians are returned with their ratios to the base (ratios measured in one run).
+    """
+    import statistics  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    from ..models import MLP  # noqa: PLC0415
+
+    if repeats < 3:
+        raise ValueError(f"repeats={repeats}; must be >= 3")
+    torch.manual_seed(seed)
+    nets = {"base": MLP(10, 1, width=width, depth=depth, act=fixed),
+            "adaptive": MLP(10, 1, width=width, depth=depth, act=adaptive),
+            "one_more_neuron": MLP(10, 1, width=width + 1, depth=depth, act=fixed)}
+    x = torch.randn(batch, 10)
+    times: dict[str, list[float]] = {k: [] for k in nets}
+    for i in range(repeats + 2):
+        for k, net in nets.items():
+            t0 = time.perf_counter()
+            net(x).sum().backward()
+            if i >= 2:  # two warm-up rounds
+                times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"seconds": med, "ratio_to_base": {k: v / med["base"] for k, v in med.items()},
+            "parameters": {k: sum(p.numel() for p in net.parameters()) for k, net in nets.items()},
+            "setup": f"MLP 10-{width}x{depth}-1, batch {batch}, {adaptive} vs {fixed}, {repeats} interleaved repeats, "
+                     f"torch threads {torch.get_num_threads()}"}
 
 
 _CHECKS: dict[str, Callable[[], Verdict]] = {
