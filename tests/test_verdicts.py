@@ -151,3 +151,12 @@ def test_f_cost_timing_shape_and_parameter_counts():
     assert out["ratio_to_base"]["base"] == 1.0 and set(out["seconds"]) == {"base", "adaptive", "one_more_neuron"}
     with pytest.raises(ValueError, match="repeats=2"):
         V.f_cost_timing(repeats=2)
+
+
+def test_experiment_sources_are_registered_experiments_that_give_the_claim():
+    from ashlib.experiments import experiment_names
+
+    names = set(experiment_names())
+    for claim, (kind, where) in V.SOURCES.items():
+        if kind == "experiment":
+            assert where in names, (claim, where)
