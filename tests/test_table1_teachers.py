@@ -80,3 +80,18 @@ def test_claims_need_the_alphas_to_move():
     assert moved.max_movement() == pytest.approx(0.2)
     traj = moved.trajectories()
     assert {t["epoch"] for t in traj} == {0, 3} and all(t["student"] == "agumbel" for t in traj)
+
+
+def test_f2_needs_the_typical_alpha_of_both_families_to_move():
+    cfg = Table1Config(depths=(1,), teachers=("relu",), seeds=(0,), students=("agumbel", "arelu"))
+    rows = [{"depth": 1, "teacher": "relu", "student": "agumbel", "seed": 0, "fold": 0, "test_acc": 0.9,
+             "majority_rate": 0.5, "alphas": [[0.3, 0.5, 0.6, 0.7]], "trajectory": _traj(1.0)},
+            # AReLU: one neuron moved a lot (so the largest movement is large), the typical one not at all
+            {"depth": 1, "teacher": "relu", "student": "arelu", "seed": 0, "fold": 0, "test_acc": 0.9,
+             "majority_rate": 0.5, "alphas": [[1.0, 1.0, 1.0, 5.0]], "trajectory": _traj(1.6)}]
+    v = {x["claim"]: x for x in Table1Result(config=cfg, rows=rows).verdicts()}
+    assert v["F-F2"]["verdict"].startswith(NOT_TESTED_STATIC)
+    assert "median |log alpha| over neurons 0" in v["F-F2"]["verdict"]
+    rows[1]["alphas"] = [[2.0, 3.0, 4.0, 5.0]]  # now every AReLU alpha moved, above every AGumb one
+    v = {x["claim"]: x for x in Table1Result(config=cfg, rows=rows).verdicts()}
+    assert v["F-F2"]["verdict"] == "reproduced"

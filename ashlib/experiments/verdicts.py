@@ -102,7 +102,8 @@ class Verdict:
         return next(w for w in sorted(VERDICT_WORDS, key=len, reverse=True) if self.verdict.startswith(w))
 
 
-def gate_adaptive_verdict(verdict: str, movement: float | None, threshold: float = MOVE_THRESHOLD) -> str:
+def gate_adaptive_verdict(verdict: str, movement: float | None, threshold: float = MOVE_THRESHOLD,
+                          measure: str = "largest movement") -> str:
     """``verdict`` of an adaptive-vs-fixed comparison, or :data:`NOT_TESTED_STATIC` when the
     adaptive parameters did not move.
 
@@ -112,6 +113,7 @@ def gate_adaptive_verdict(verdict: str, movement: float | None, threshold: float
             trained scale (:func:`ashlib.analysis.trajectories.parameter_movement`); None when not
             recorded (the verdict is kept, since nothing shows the parameters were static).
         threshold: the smallest movement that counts (default :data:`MOVE_THRESHOLD`, 0.05).
+        measure: what ``movement`` is, for the message (e.g. "median |log alpha| over neurons").
 
     Only "reproduced", "not reproduced" and "mixed" are gated: with parameters at their start the
     adaptive network *is* the fixed one, so the comparison can show neither outcome.
@@ -121,7 +123,7 @@ def gate_adaptive_verdict(verdict: str, movement: float | None, threshold: float
     if movement is None or movement >= threshold:
         return verdict
     if any(verdict.startswith(w) for w in ("reproduced", "not reproduced", "mixed")):
-        return NOT_TESTED_STATIC + f" (largest movement {movement:.3g} < {threshold:g})"
+        return NOT_TESTED_STATIC + f" ({measure} {movement:.3g} < {threshold:g})"
     return verdict
 
 
