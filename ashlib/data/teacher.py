@@ -13,6 +13,13 @@ seeded with ``seed``, in this order):
 3. Labels: ``label="threshold"`` (default) sets y = 1 when the teacher's output probability
    exceeds 0.5 (equivalently its logit is positive), so the labels are a deterministic function
    of x and a perfect student could reach 100 %. ``label="bernoulli"`` draws y ~ Bernoulli(p).
+   ``label="median"`` (balanced; not in the paper) sets y = 1 when the teacher's logit exceeds
+   its median over the ``n_samples`` inputs drawn: the same teacher and inputs, with the output
+   neuron's bias shifted so that half of the examples fall on each side. The labels are still a
+   deterministic function of x (a perfect student reaches 100 %) and the majority-class rate is
+   50 % (up to ties), so an accuracy can be read without a baseline; the threshold used is
+   stored in ``TeacherData.config["threshold"]``. The book's Table 1 uses ``"median"`` (the
+   ``quick`` profile of ``farhadi-table1``); the ``paper`` profile keeps ``"threshold"``.
 4. Optional rejection (not in the paper; off by default): with ``min_minority > 0``, steps 1-3
    are repeated with further draws from the same generator until the rarer label makes up at
    least ``min_minority`` of the examples. Deep sigmoid teachers often label (almost) every
@@ -29,8 +36,10 @@ whether 0.5 is a variance or a standard deviation):
 - the binary output is thresholded at 0.5 (the paper's accuracies near 98 % for the
   1-layer teachers fit a deterministic labelling better than Bernoulli noise).
 
-The labels of a deep teacher can be unbalanced; ``TeacherData.positive_fraction`` reports it
-so a result can be read against the majority-class rate.
+The labels of a deep teacher can be unbalanced (with ``"threshold"``, deep sigmoid teachers
+give from about 55 % to 90 % of one class); ``TeacherData.positive_fraction`` and
+``TeacherData.majority_rate`` report it so a result can be read against the majority-class
+rate, and ``label="median"`` removes it.
 """
 
 from __future__ import annotations
@@ -41,9 +50,12 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-__all__ = ["TeacherData", "make_teacher", "make_teacher_data", "TEACHER_ACTIVATIONS"]
+__all__ = ["TeacherData", "make_teacher", "make_teacher_data", "TEACHER_ACTIVATIONS", "LABEL_RULES"]
 
 TEACHER_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
+
+#: how labels are made from the teacher's output (step 3 of the module docstring)
+LABEL_RULES = ("threshold", "median", "bernoulli")
 
 
 @dataclass
@@ -127,7 +139,8 @@ def make_teacher_data(n_samples: int = 10_000, n_features: int = 10, depth: int 
         width: neurons per hidden layer (paper: 10).
         activation: the teacher's hidden activation, ``"sigmoid"`` or ``"relu"``.
         seed: seeds the teacher, the inputs and (for Bernoulli labels) the labels.
-        label: ``"threshold"`` (y = 1[p > 0.5]) or ``"bernoulli"`` (y ~ Bernoulli(p)).
+        label: ``"threshold"`` (y = 1[p > 0.5]), ``"median"`` (y = 1[logit > median logit], balanced)
+            or ``"bernoulli"`` (y ~ Bernoulli(p)).
         weight_sd, bias_sd: standard deviations of the weight mixture components and the biases.
         min_minority: redraw (step 4) until the rarer label has at least this share; 0 disables.
         max_draws: give up (ValueError) after this many draws.
@@ -135,8 +148,8 @@ def make_teacher_data(n_samples: int = 10_000, n_features: int = 10, depth: int 
     Returns:
         a :class:`TeacherData`.
     """
-    if label not in ("threshold", "bernoulli"):
-        raise ValueError(f"label={label!r}; allowed: 'threshold', 'bernoulli'")
+    if label not in LABEL_RULES:
+        raise ValueError(f"label={label!r}; allowed: {', '.join(map(repr, LABEL_RULES))}")
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples}; must be >= 1")
     if not 0.0 <= min_minority < 0.5:
@@ -148,8 +161,13 @@ def make_teacher_data(n_samples: int = 10_000, n_features: int = 10, depth: int 
         with torch.no_grad():
             logit = teacher(x).squeeze(1)
         prob = torch.sigmoid(logit)
+        threshold = 0.0
         if label == "threshold":
             y = (logit > 0).float()
+        elif label == "median":
+            # the lower median: with n even, exactly n/2 logits exceed it when they are distinct
+            threshold = float(logit.median())
+            y = (logit > threshold).float()
         else:
             y = torch.bernoulli(prob, generator=gen)
         pos = float(y.mean())
@@ -160,5 +178,5 @@ def make_teacher_data(n_samples: int = 10_000, n_features: int = 10, depth: int 
                          f"(depth={depth}, activation={activation!r}, seed={seed})")
     config = dict(n_samples=n_samples, n_features=n_features, depth=depth, width=width,
                   activation=activation, seed=seed, label=label, weight_sd=weight_sd, bias_sd=bias_sd,
-                  min_minority=min_minority, draws=draw)
+                  min_minority=min_minority, draws=draw, threshold=threshold)
     return TeacherData(x=x, y=y, prob=prob, teacher=teacher, config=config)

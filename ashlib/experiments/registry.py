@@ -37,7 +37,30 @@ from .profiles import current_profile
 from .runstore import RunStore
 
 __all__ = ["Experiment", "ExperimentResult", "register", "get_experiment", "experiment_names",
-           "make_config", "run_experiment", "run_config", "environment"]
+           "make_config", "run_experiment", "run_config", "environment", "OPTIONAL_PACKAGES", "missing_extra"]
+
+#: optional packages (import name -> the ashlib extra that installs them)
+OPTIONAL_PACKAGES = {"matplotlib": "experiments", "tqdm": "experiments", "sklearn": "experiments",
+                     "mlxtend": "experiments", "sympy": "symbolic", "mpmath": "symbolic"}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """For an ImportError of an optional package (raised directly or as the cause of another error):
+    a one-line message naming the package and the extra to install; None for any other error."""
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        name = getattr(err, "name", None) if isinstance(err, ImportError) else None
+        top = (name or "").split(".")[0]
+        if top in OPTIONAL_PACKAGES:
+            extra = OPTIONAL_PACKAGES[top]
+            pip_name = {"sklearn": "scikit-learn"}.get(top, top)
+            return (f"this needs the optional package {pip_name!r}, which is not installed: "
+                    f"pip install 'ashlib[{extra}]' (or pip install {pip_name})")
+        err = err.__cause__ or err.__context__
+    return None
+
 
 
 def _replace_atomically(path: Path, data: bytes) -> None:
@@ -74,7 +97,8 @@ class ExperimentResult:
         return {}
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write ``results.json``, ``<table>.csv`` and ``<figure>.png`` into ``out_dir``; return the paths.
+        """Write ``results.json``, ``verdicts.json`` (when the result has verdicts), ``<table>.csv`` and
+        ``<figure>.png`` into ``out_dir``; return the paths.
 
         Each file is replaced atomically (temporary file, fsync, rename): an interrupted write
         leaves the previous version or none, never half a file."""
@@ -82,6 +106,9 @@ class ExperimentResult:
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / "results.json"]
         _replace_atomically(paths[0], json.dumps(self.to_dict(), indent=1, default=_jsonable).encode())
+        if hasattr(self, "verdicts"):  # read by ashlib.experiments.verdicts.collect_verdicts(results={name: out})
+            paths.append(out / "verdicts.json")
+            _replace_atomically(paths[-1], json.dumps(list(self.verdicts()), indent=1, default=_jsonable).encode())
         for name, rows in self.tables().items():
             p = out / f"{name}.csv"
             fields: list[str] = []
@@ -151,8 +178,38 @@ def get_experiment(name: str) -> Experiment:
     return _EXPERIMENTS[name]
 
 
-def _coerce(value: Any, current: Any, field_name: str) -> Any:
-    """Turn a command-line string into the type of the field's current value."""
+def _kind(value: Any) -> str:
+    return {bool: "True or False", int: "an integer", float: "a number", str: "text"}.get(type(value), type(value).__name__)
+
+
+def _coerce_scalar(parsed: Any, current: Any) -> Any:
+    """``parsed`` converted to the type of ``current``; raises TypeError when it cannot be."""
+    if isinstance(current, bool):
+        if isinstance(parsed, bool):
+            return parsed
+        if isinstance(parsed, str) and parsed.lower() in ("true", "false"):
+            return parsed.lower() == "true"
+        raise TypeError
+    if isinstance(current, int):
+        if isinstance(parsed, int) and not isinstance(parsed, bool):
+            return parsed
+        raise TypeError
+    if isinstance(current, float):
+        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+            return float(parsed)
+        raise TypeError
+    if isinstance(current, str):
+        return parsed if isinstance(parsed, str) else str(parsed)
+    return parsed
+
+
+def _coerce(value: Any, current: Any, field_name: str, experiment: str = "") -> Any:
+    """Turn a command-line string into the type of the field's current value.
+
+    Raises:
+        ValueError: the value cannot have that type (``epochs=abc``); the message names the
+            setting, the value and the type expected.
+    """
     if not isinstance(value, str) or isinstance(current, str):
         parsed = value
     else:
@@ -160,13 +217,17 @@ def _coerce(value: Any, current: Any, field_name: str) -> Any:
             parsed = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             parsed = value  # a bare word, e.g. dataset=digits
-    if isinstance(current, tuple) and isinstance(parsed, (list, tuple)):
-        return tuple(parsed)
-    if isinstance(current, tuple) and not isinstance(parsed, (list, tuple)):
-        return (parsed,)
-    if isinstance(current, float) and isinstance(parsed, int):
-        return float(parsed)
-    return parsed
+    try:
+        if isinstance(current, tuple):
+            items = tuple(parsed) if isinstance(parsed, (list, tuple)) else (parsed,)
+            return tuple(_coerce_scalar(v, current[0]) for v in items) if current else items
+        return _coerce_scalar(parsed, current)
+    except TypeError:
+        what = (f"a tuple of {_kind(current[0]).replace('an integer', 'integers').replace('a number', 'numbers')}"
+                if isinstance(current, tuple) else _kind(current))
+        prefix = f"{experiment}: " if experiment else ""
+        raise ValueError(f"{prefix}setting {field_name}={value!r} is not valid: expected {what} "
+                         f"(the profile's value is {current!r})") from None
 
 
 def make_config(name: str, profile: str | None = None, seeds: tuple[int, ...] | None = None, **overrides: Any):
@@ -180,9 +241,14 @@ def make_config(name: str, profile: str | None = None, seeds: tuple[int, ...] | 
         key = key.replace("-", "_")
         if key not in fields:
             raise ValueError(f"{name} has no setting {key!r}; settings: {', '.join(sorted(fields))}")
-        changes[key] = _coerce(value, getattr(cfg, key), key)
+        changes[key] = _coerce(value, getattr(cfg, key), key, name)
     if seeds is not None:
-        changes["seeds"] = tuple(int(s) for s in seeds)
+        if isinstance(seeds, str):  # "(0, 1)" from a command line
+            seeds = _coerce(seeds, (0,), "seeds", name)
+        try:
+            changes["seeds"] = tuple(int(s) for s in seeds)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: seeds={seeds!r} is not valid: expected a tuple of integers") from None
     return dataclasses.replace(cfg, **changes)
 
 
