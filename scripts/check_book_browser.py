@@ -13,7 +13,15 @@ has typeset the page, then requires:
 - no raw TeX left in the text outside code blocks (``$$``, ``\\(``, ``\\[``, ``\\frac{`` ...);
 - every ``<img>`` loaded (``complete`` and ``naturalWidth > 0``), and at least one figure on
   each notebook page;
-- every resource the page loaded came from the local server (no CDN).
+- every resource the page loaded came from the local server (no CDN);
+- stored outputs a reader wants (:func:`audit_html`, also usable without a browser): no
+  progress-bar fragments (tqdm), no stderr boxes, no ``NBVAL`` markers, no paths of the machine
+  that built the book (``/root``, ``/work``, ``/home``, ``site-packages``), no result table
+  printed as plain text (a ``<pre>`` output whose lines form aligned columns);
+- the front page links every chapter of the table of contents;
+- at 400 px window width nothing scrolls sideways: neither the page nor any output.
+
+``--counts`` prints the :func:`audit_html` counts over every built page (no browser needed).
 
 Exit status 0 when every page passes, 1 otherwise; 2 when Chromium, its driver or selenium
 is missing.
@@ -22,9 +30,11 @@ is missing.
 from __future__ import annotations
 
 import functools
+import html as html_lib
 import http.server
 import json
 import os
+import re
 import shutil
 import socketserver
 import sys
@@ -61,6 +71,77 @@ PAGES: dict[str, bool] = _pages_from_toc()
 #: TeX that MathJax should have consumed; seen in the page text it means math did not render
 RAW_TEX = [r"$$", r"\(", r"\)", r"\[", r"\]", r"\frac{", r"\begin{", r"\alpha", r"\mathcal{",
            r"\tag{", r"\displaystyle", r"\left(", r"\sigma"]
+
+#: what a tqdm bar leaves in a stored output ("42%|####  | 21/50 [00:03<00:04, 7.1it/s]")
+PROGRESS_RE = re.compile(r"\d+%\|[^|\n]{0,60}\||\d+/\d+ \[\d+:\d+|\d+(\.\d+)?(it/s|s/it)\b|IProgress not found|TqdmWarning")
+#: paths of the machine that executed the notebooks or built the book
+MACHINE_PATH_RE = re.compile(r"(?<![\w.-])/(?:root|work|home)/[^\s'\"]*|[^\s'\"]*site-packages[^\s'\"]*")
+_PRE_RE = re.compile(r"<pre[^>]*>(.*?)</pre>", re.S)
+_TAG_RE = re.compile(r"<[^>]+>")
+_OUTPUT_RE = re.compile(r'<div class="cell_output[^"]*">(.*?)(?=<div class="cell docutils|<section|</section>|</main>|$)', re.S)
+
+
+def looks_like_table(text: str) -> bool:
+    """A plain-text block that is a table: a rule of dashes between columns, or at least three
+    lines that split into the same number (>= 3) of columns at runs of two or more spaces."""
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    if any(re.fullmatch(r"\s*-{2,}(\s+-{2,})+\s*", ln) for ln in lines):
+        return True
+    cols = [len(re.split(r"\s{2,}", ln.strip())) for ln in lines]
+    for n in set(cols):
+        if n >= 3 and cols.count(n) >= 3:
+            return True
+    return False
+
+
+def audit_html(page_html: str, page: str = "") -> dict[str, list[str]]:
+    """What a reader should not see on a built page, found in its HTML: category -> excerpts.
+
+    Categories: ``progress`` (tqdm fragments), ``stderr`` (stderr output boxes), ``nbval``
+    (``NBVAL`` markers in the text or code), ``paths`` (machine paths in the text),
+    ``plain_tables`` (``<pre>`` outputs that are tables).
+    """
+    main = page_html
+    i, j = main.find("<main"), main.rfind("</main>")
+    if i >= 0 and j > i:
+        main = main[i:j]
+    outputs = _OUTPUT_RE.findall(main)
+    out_text = [html_lib.unescape(_TAG_RE.sub("", o)) for o in outputs]
+    text = html_lib.unescape(_TAG_RE.sub("", main))
+    found: dict[str, list[str]] = {"progress": [], "stderr": [], "nbval": [], "paths": [], "plain_tables": []}
+    for t in out_text:
+        found["progress"] += [ln.strip()[:80] for ln in t.splitlines() if PROGRESS_RE.search(ln)]
+    found["stderr"] = ["stderr box"] * main.count('class="output stderr')
+    found["nbval"] = [text[max(0, m.start() - 20):m.end() + 20] for m in re.finditer(r"NBVAL_\w+", text)]
+    found["paths"] = [text[max(0, m.start() - 30):m.end() + 30].strip() for m in MACHINE_PATH_RE.finditer(text)]
+    for o in outputs:
+        for pre in _PRE_RE.findall(o):
+            t = html_lib.unescape(_TAG_RE.sub("", pre))
+            if looks_like_table(t):
+                found["plain_tables"].append(t.strip().splitlines()[0][:80])
+    return found
+
+
+def audit_site(html_dir: Path, pages: dict[str, bool] | None = None) -> dict[str, dict[str, list[str]]]:
+    """:func:`audit_html` of every page (default :data:`PAGES`) of a built site: page -> findings."""
+    pages = PAGES if pages is None else pages
+    return {p: audit_html((Path(html_dir) / p).read_text(encoding="utf-8"), p) for p in pages}
+
+
+def front_page_missing_links(html_dir: Path, pages: dict[str, bool] | None = None) -> list[str]:
+    """Chapters of the table of contents that the front page (``index.html``'s target, the toc root)
+    does not link to from its main text."""
+    pages = list(PAGES if pages is None else pages)
+    root = pages[0]
+    page_html = (Path(html_dir) / root).read_text(encoding="utf-8")
+    i, j = page_html.find('<article'), page_html.rfind('</article>')
+    body = page_html[i:j] if i >= 0 < j else page_html
+    base = Path(root).parent
+    linked = set()
+    for href in re.findall(r'href="([^"#]+)(?:#[^"]*)?"', body):
+        linked.add(os.path.normpath(str(base / href)))
+    return [p for p in pages[1:] if os.path.normpath(p) not in linked]
+
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DRIVER_NAMES = ("chromedriver",)

@@ -288,7 +288,7 @@ def generator_step_times(config: DCGANConfig, repeats: int = 15, device: str | t
 
 def run_ash_dcgan(config: DCGANConfig, progress: bool = True) -> DCGANResult:
     """Train one DCGAN per (seed, generator activation); see the module docstring."""
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from ..progress import progress_bar  # noqa: PLC0415
 
     old_threads = set_threads(config.threads)
     dev = select_device(config.device)
@@ -312,8 +312,8 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True) -> DCGANResult:
                 gen = torch.Generator().manual_seed(seed)
                 fixed = torch.randn(config.n_fd, config.nz, generator=gen)
                 history = []
-                bar = tqdm(range(config.epochs), desc=f"DCGAN {LABELS.get(act, act)} seed {seed}",
-                           disable=not progress, leave=False)
+                bar = progress_bar(range(config.epochs), desc=f"DCGAN {LABELS.get(act, act)} seed {seed}",
+                                   enabled=progress, leave=False)
                 for epoch in bar:
                     t0 = time.perf_counter()
                     G.train()
