@@ -21,7 +21,8 @@ has typeset the page, then requires:
 - the front page links every chapter of the table of contents;
 - at 400 px window width nothing scrolls sideways: neither the page nor any output.
 
-``--counts`` prints the :func:`audit_html` counts over every built page (no browser needed).
+``--counts`` prints the :func:`audit_html` counts over every built page (no browser needed);
+``--screenshots DIR`` also saves a screenshot of every page at 1280 and 400 px into ``DIR``.
 
 Exit status 0 when every page passes, 1 otherwise; 2 when Chromium, its driver or selenium
 is missing.
@@ -125,7 +126,8 @@ def audit_html(page_html: str, page: str = "") -> dict[str, list[str]]:
 def audit_site(html_dir: Path, pages: dict[str, bool] | None = None) -> dict[str, dict[str, list[str]]]:
     """:func:`audit_html` of every page (default :data:`PAGES`) of a built site: page -> findings."""
     pages = PAGES if pages is None else pages
-    return {p: audit_html((Path(html_dir) / p).read_text(encoding="utf-8"), p) for p in pages}
+    return {p: audit_html((Path(html_dir) / p).read_text(encoding="utf-8"), p) for p in pages
+            if (Path(html_dir) / p).exists()}
 
 
 def front_page_missing_links(html_dir: Path, pages: dict[str, bool] | None = None) -> list[str]:
@@ -239,6 +241,41 @@ def chromium(browser: str, driver: str) -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# Runs in the page at a narrow window: what scrolls sideways. The page itself, and any output,
+# formula in an output, table or image (inside the article) whose content is wider than its box.
+# Code blocks (cell inputs and shell commands in the text) may scroll: they are not outputs.
+_OVERFLOW_JS = r"""
+const root = document.querySelector('article') || document.querySelector('main') || document.body;
+const doc = document.documentElement;
+const wide = [];
+root.querySelectorAll('.cell_output, .cell_output pre, .cell_output mjx-container, table, '
+                     + '.pst-scrollable-table-container, img').forEach(e => {
+  if (e.closest('.cell_input')) return;   // code cells may scroll; outputs may not
+  if (e.scrollWidth > e.clientWidth + 2 || e.getBoundingClientRect().right > doc.clientWidth + 2) {
+    wide.push(e.tagName.toLowerCase() + '.' + (e.className || '').toString().split(' ')[0] + ' '
+              + e.scrollWidth + '>' + e.clientWidth + ': ' + (e.textContent || e.getAttribute('src') || '').trim().slice(0, 50));
+  }
+});
+return JSON.stringify({page: doc.scrollWidth > doc.clientWidth + 2 ? doc.scrollWidth + '>' + doc.clientWidth : '',
+                       wide: wide.slice(0, 5), n: wide.length});
+"""
+
+#: narrow window width (CSS px) at which nothing may scroll sideways
+NARROW = 400
+
+
+def check_overflow(web, base: str, page: str) -> list[str]:
+    """Problems with horizontal scrolling of ``page`` at the current window size."""
+    web.get(base + page)
+    data = json.loads(web.execute_script(_OVERFLOW_JS))
+    out = []
+    if data["page"]:
+        out.append(f"the page scrolls sideways at {NARROW} px ({data['page']})")
+    if data["n"]:
+        out.append(f"{data['n']} output(s) scroll sideways at {NARROW} px: {data['wide']}")
+    return out
+
+
 def check_page(web, base: str, page: str, needs_figure: bool) -> PageResult:
     """Load one page and return what is wrong with it (``problems`` empty: it passes)."""
     web.get(base + page)
@@ -265,11 +302,27 @@ def check_page(web, base: str, page: str, needs_figure: bool) -> PageResult:
     foreign = [r for r in data["resources"] if not r.startswith(base)]
     if foreign:
         res.problems.append(f"resources from other hosts: {foreign[:5]}")
+    for kind, hits in audit_html(web.page_source, page).items():
+        if hits:
+            res.problems.append(f"{len(hits)} {kind.replace('_', ' ')}: {hits[:2]}")
     return res
 
 
-def check_book(html_dir: Path, pages: dict[str, bool] | None = None) -> list[PageResult]:
-    """Serve ``html_dir`` and check ``pages`` (default :data:`PAGES`) in headless Chromium."""
+def screenshot(web, base: str, page: str, width: int, out: Path, max_height: int = 12000) -> Path:
+    """Save a screenshot of the whole of ``page`` (up to ``max_height`` px) at ``width`` px."""
+    web.set_window_size(width, 900)
+    web.get(base + page)
+    height = int(web.execute_script("return document.documentElement.scrollHeight"))
+    web.set_window_size(width, min(max(height, 900), max_height))
+    path = out / f"{page.replace('/', '_').removesuffix('.html')}_{width}.png"
+    web.save_screenshot(str(path))
+    return path
+
+
+def check_book(html_dir: Path, pages: dict[str, bool] | None = None,
+               screenshots: Path | None = None) -> list[PageResult]:
+    """Serve ``html_dir`` and check ``pages`` (default :data:`PAGES`) in headless Chromium;
+    with ``screenshots``, also save a screenshot of every page at 1280 and at 400 px there."""
     pages = PAGES if pages is None else pages
     html_dir = Path(html_dir)
     missing = [p for p in pages if not (html_dir / p).exists()]
@@ -279,10 +332,42 @@ def check_book(html_dir: Path, pages: dict[str, bool] | None = None) -> list[Pag
     if not (browser and driver):
         raise RuntimeError("Chromium and chromedriver are needed: apt-get install -y chromium chromium-driver")
     with serve(html_dir) as base, chromium(browser, driver) as web:
-        return [check_page(web, base, page, fig) for page, fig in pages.items()]
+        results = [check_page(web, base, page, fig) for page, fig in pages.items()]
+        missing_links = front_page_missing_links(html_dir, pages)
+        if missing_links:
+            results[0].problems.append(f"the front page does not link these chapters: {missing_links}")
+        web.set_window_size(NARROW, 900)
+        for r in results:
+            r.problems += check_overflow(web, base, r.page)
+        if screenshots is not None:
+            Path(screenshots).mkdir(parents=True, exist_ok=True)
+            for page in pages:
+                for width in (1280, NARROW):
+                    screenshot(web, base, page, width, Path(screenshots))
+        return results
+
+
+def print_counts(html_dir: Path) -> int:
+    """Print the :func:`audit_html` counts of every page and in total; 1 when any is nonzero."""
+    totals: dict[str, int] = {}
+    for page, found in audit_site(html_dir).items():
+        counts = {k: len(v) for k, v in found.items()}
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+        print(f"{page}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    missing = front_page_missing_links(html_dir)
+    print("total: " + ", ".join(f"{k} {v}" for k, v in totals.items()) + f"; chapters not linked from the front page {len(missing)}")
+    return 1 if any(totals.values()) or missing else 0
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) > 1 and argv[1] == "--counts":
+        return print_counts(Path(argv[2] if len(argv) > 2 else "_build/html"))
+    shots = None
+    if "--screenshots" in argv:
+        i = argv.index("--screenshots")
+        shots = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     html_dir = Path(argv[1] if len(argv) > 1 else "_build/html")
     try:
         import selenium  # noqa: F401
@@ -290,7 +375,7 @@ def main(argv: list[str]) -> int:
         print("selenium is not installed (pip install selenium)")
         return 2
     try:
-        results = check_book(html_dir)
+        results = check_book(html_dir, screenshots=shots)
     except FileNotFoundError as err:
         print(err)
         return 1

@@ -139,37 +139,34 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, 
     return Table(rows, columns, digits, caption, headers, markdown)
 
 
-_TEXT_SPECIAL = str.maketrans({"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%",
-                               "&": r"\&", "_": r"\_", "$": r"\$", "^": r"\^{}", "~": r"\~{}"})
-
-
 class Tex(str):
     """A string that :class:`MathLine` sets as LaTeX (not as text): ``Tex(r"x H(x - t)")``."""
 
 
 class MathLine:
-    """Text and sympy objects shown as one line of typeset mathematics (``_repr_latex_``): strings
-    are set as text, everything else through ``sympy.latex``. Prints as plain text.
+    """Text and sympy objects shown as one line of text with inline mathematics
+    (``_repr_markdown_``): strings are set as text, :class:`Tex` strings as LaTeX, everything else
+    through ``sympy.latex``. Being a paragraph, it wraps on narrow screens. Prints as plain text.
 
-    >>> print(MathLine("limit:", 2)._repr_latex_())
-    $\\text{limit:}\\;2$
+    >>> print(MathLine("limit:", 2, Tex(r"\\alpha"))._repr_markdown_())
+    limit: $2$ $\\alpha$
     """
 
     def __init__(self, *parts: Any) -> None:
         self.parts = parts
 
-    def _repr_latex_(self) -> str:
+    def _repr_markdown_(self) -> str:
         import sympy  # noqa: PLC0415 (only the symbolic notebooks use this)
 
         out = []
         for p in self.parts:
             if isinstance(p, Tex):
-                out.append(str(p))
+                out.append(f"${p}$")
             elif isinstance(p, str):
-                out.append(r"\text{" + p.translate(_TEXT_SPECIAL) + "}")
+                out.append(_md_escape(p))
             else:
-                out.append(sympy.latex(p))
-        return "$" + r"\;".join(out) + "$"
+                out.append(f"${sympy.latex(p)}$")
+        return " ".join(out)
 
     def __repr__(self) -> str:
         return " ".join(str(p) for p in self.parts)
