@@ -31,13 +31,13 @@ OKABE_ITO = {
 
 #: one colour per activation, the same in every chapter (keys: registry names and paper labels)
 ACT_COLORS = {
-    "relu": OKABE_ITO["orange"], "swish": OKABE_ITO["sky"], "silu": OKABE_ITO["sky"],
-    "ash": OKABE_ITO["blue"], "leaky-ash": OKABE_ITO["green"], "fixed-ash-10": OKABE_ITO["vermillion"],
+    "relu": OKABE_ITO["orange"], "swish": OKABE_ITO["vermillion"], "silu": OKABE_ITO["vermillion"],
+    "ash": OKABE_ITO["blue"], "leaky-ash": OKABE_ITO["green"], "fixed-ash-10": OKABE_ITO["sky"],
     "fixed-ash-50": OKABE_ITO["purple"], "fixed-ash-90": OKABE_ITO["black"],
     "sigmoid": OKABE_ITO["purple"], "agumbel": OKABE_ITO["blue"], "arelu": OKABE_ITO["green"],
     # the papers' labels of the same activations
-    "ReLU": OKABE_ITO["orange"], "Swish": OKABE_ITO["sky"], "SiLU": OKABE_ITO["sky"], "ASH": OKABE_ITO["blue"],
-    "L-ASH": OKABE_ITO["green"], "F-ASH-10": OKABE_ITO["vermillion"], "F-ASH-50": OKABE_ITO["purple"],
+    "ReLU": OKABE_ITO["orange"], "Swish": OKABE_ITO["vermillion"], "SiLU": OKABE_ITO["vermillion"],
+    "ASH": OKABE_ITO["blue"], "L-ASH": OKABE_ITO["green"], "F-ASH-10": OKABE_ITO["sky"], "F-ASH-50": OKABE_ITO["purple"],
     "F-ASH-90": OKABE_ITO["black"],
 }
 

@@ -25,11 +25,11 @@ _COLOURS = {k: style.color(k) for k in ("ReLU", "Swish", "ASH", "L-ASH", "F-ASH-
 _footer = style.footer
 
 
-def _band(ax, rows: list[dict[str, Any]], key: str, lab: str) -> None:
+def _band(ax, rows: list[dict[str, Any]], key: str, lab: str, scale: float = 1.0) -> None:
     x = [r["epoch"] for r in rows]
-    y = [r[key] for r in rows]
+    y = [scale * r[key] for r in rows]
     ax.plot(x, y, label=lab, color=_COLOURS.get(lab), lw=1.6)
-    sd = [r.get(key + "_sd") for r in rows]
+    sd = [None if r.get(key + "_sd") is None else scale * r[key + "_sd"] for r in rows]
     if all(s is not None for s in sd):
         ax.fill_between(x, [a - b for a, b in zip(y, sd)], [a + b for a, b in zip(y, sd)],
                         color=_COLOURS.get(lab), alpha=0.15, lw=0)
@@ -49,7 +49,8 @@ def training_curves(result: "AshResNetResult", keys: Sequence[str] = ("train_los
     axes = axes[0]
     for ax, key in zip(axes, keys):
         for act in result.acts():
-            _band(ax, [c for c in curves if c["act"] == act], key, label(act))
+            # accuracies are stored as fractions: shown in % like the tables
+            _band(ax, [c for c in curves if c["act"] == act], key, label(act), 100.0 if key.endswith("_acc") else 1.0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(units.get(key, ""))
         ax.set_title(titles.get(key, key))
