@@ -248,10 +248,11 @@ _OVERFLOW_JS = r"""
 const root = document.querySelector('article') || document.querySelector('main') || document.body;
 const doc = document.documentElement;
 const wide = [];
-root.querySelectorAll('.cell_output, .cell_output pre, .cell_output mjx-container, table, '
+root.querySelectorAll('.cell_output, .cell_output pre, .cell_output mjx-container[display="true"], table, '
                      + '.pst-scrollable-table-container, img').forEach(e => {
   if (e.closest('.cell_input')) return;   // code cells may scroll; outputs may not
-  if (e.scrollWidth > e.clientWidth + 2 || e.getBoundingClientRect().right > doc.clientWidth + 2) {
+  // a few px of slack: MathJax glyphs and table borders overhang their boxes by a pixel or two
+  if (e.scrollWidth > e.clientWidth + 6 || e.getBoundingClientRect().right > doc.clientWidth + 2) {
     wide.push(e.tagName.toLowerCase() + '.' + (e.className || '').toString().split(' ')[0] + ' '
               + e.scrollWidth + '>' + e.clientWidth + ': ' + (e.textContent || e.getAttribute('src') || '').trim().slice(0, 50));
   }
