@@ -78,7 +78,7 @@ def _md_escape(text: str) -> str:
 class Table:
     """Rows (dicts) shown as a table: Markdown in a notebook (``_repr_markdown_``), plain text
     otherwise (``str``). ``caption`` (plain text) is shown above the table, ``digits`` rounds
-    floats, ``headers`` renames columns for display, ``markdown`` names columns whose cells are
+    floats, ``headers`` renames columns for display (underscores in names are shown as spaces), ``markdown`` names columns whose cells are
     MyST Markdown already (links, math) and must not be escaped.
 
     >>> print(Table([{"a": 1.234, "b": "x"}], digits=1))
@@ -122,7 +122,8 @@ class Table:
     def _repr_markdown_(self) -> str:
         if not self.rows:
             return "(no rows)"
-        head = "| " + " | ".join(_md_escape(str(self.headers.get(c, c))) for c in self.columns) + " |"
+        # a key like "mean_val_loss" is shown as "mean val loss", so that narrow columns wrap between words
+        head = "| " + " | ".join(_md_escape(str(self.headers.get(c, c)).replace("_", " ")) for c in self.columns) + " |"
         align = "|" + "|".join("---:" if self._numeric(c) else ":---" for c in self.columns) + "|"
         body = []
         for r in self.rows:
