@@ -53,7 +53,7 @@ def _missing_run_extra(no_figures: bool) -> str | None:
     progress of ``fit``; matplotlib for the figures unless ``--no-figures``), else None."""
     from .experiments.registry import missing_extra  # noqa: PLC0415
 
-    needed = ["tqdm.auto"] + ([] if no_figures else ["matplotlib"])
+    needed = ["tqdm"] + ([] if no_figures else ["matplotlib"])
     for module in needed:
         try:
             importlib.import_module(module)

@@ -17,12 +17,13 @@ import torch
 
 from . import functional as AF
 from . import symbolic as AS
+from .plotstyle import legend_outside, styled
 
 __all__ = ["new_axes", "plot_ash_alpha_sweep", "plot_kept_fraction", "plot_adaptive_gumbel",
            "plot_adaptive_relu"]
 
 
-def new_axes(ax=None, figsize=(5.0, 3.6)):
+def new_axes(ax=None, figsize=(7.2, 3.8)):
     """Return ``ax``, or the axes of a new figure when ``ax`` is None."""
     if ax is not None:
         return ax
@@ -36,6 +37,7 @@ def _numpy_fn(expr: sp.Expr, *symbols: sp.Symbol):
     return sp.lambdify(symbols, expr, modules="numpy")
 
 
+@styled
 def plot_ash_alpha_sweep(alphas: Sequence[float] = (1, 2, 5, 10), threshold: float = 1.0,
                          xlim: tuple = (-3.0, 4.0), ax=None, n: int = 1401):
     """Supplementary Figure 7 of the ASH appendix, redrawn.
@@ -52,13 +54,14 @@ def plot_ash_alpha_sweep(alphas: Sequence[float] = (1, 2, 5, 10), threshold: flo
         ax.plot(xs, smooth(xs, threshold, a), lw=1.4, label=fr"smooth, $\alpha={a:g}$")
     ax.plot(xs, hard, "k--", lw=1.2, label=r"hard $xH(x-a)$")
     ax.axvline(threshold, color="0.7", lw=0.8)
-    ax.set_xlabel("$x$")
-    ax.set_ylabel(r"$\mathcal{A}(x)$")
+    ax.set_xlabel("input $x$")
+    ax.set_ylabel(r"output $\mathcal{A}(x)$")
     ax.set_title(f"ASH, threshold $a = {threshold:g}$")
-    ax.legend(fontsize=8, frameon=False)
+    legend_outside(ax)
     return ax
 
 
+@styled
 def plot_kept_fraction(ks: Sequence[float], kept: Mapping[str, Sequence[float]], ax=None,
                        title: str = "fraction kept by the Gaussian threshold"):
     """Kept fraction against the target fraction k, one line per kind of feature map.
@@ -76,10 +79,11 @@ def plot_kept_fraction(ks: Sequence[float], kept: Mapping[str, Sequence[float]],
     ax.set_xlabel("target fraction $k$")
     ax.set_ylabel(r"kept fraction, $x \geq \mu_X + z_k\sigma_X$")
     ax.set_title(title)
-    ax.legend(fontsize=7, frameon=False)
+    legend_outside(ax)
     return ax
 
 
+@styled
 def plot_adaptive_gumbel(alphas: Sequence[float] = (1, 2, 5), xlim: tuple = (-10.0, 10.0),
                          ax=None, limits: bool = True, n: int = 801):
     """Left panel of Farhadi et al.'s Figure 1: adaptive Gumbel for several alpha.
@@ -96,14 +100,15 @@ def plot_adaptive_gumbel(alphas: Sequence[float] = (1, 2, 5), xlim: tuple = (-10
         gumbel = _numpy_fn(AS.GUMBEL_CDF, AS.x)
         ax.plot(xs, gumbel(xs), "k--", lw=1.0, label=r"Gumbel, $\alpha\to 0$")
         ax.plot(xs, 1 / (1 + np.exp(-xs)), color="0.5", ls=":", lw=1.6, label="sigmoid")
-    ax.set_xlabel("$x$")
-    ax.set_ylabel(r"$\sigma_\alpha(x)$")
+    ax.set_xlabel("input $x$")
+    ax.set_ylabel(r"output $\sigma_\alpha(x)$")
     ax.set_title("Adaptive Gumbel")
     ax.set_ylim(-0.05, 1.05)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(loc="upper left")
     return ax
 
 
+@styled
 def plot_adaptive_relu(alphas: Sequence[float] = (1, 2, 5), xlim: tuple = (-1.0, 1.0),
                        ax=None, cdf: str = "exponential", relu: bool = True, n: int = 801):
     """Right panel of Farhadi et al.'s Figure 1: adaptive ReLU for several alpha, with ReLU."""
@@ -114,8 +119,8 @@ def plot_adaptive_relu(alphas: Sequence[float] = (1, 2, 5), xlim: tuple = (-1.0,
         ax.plot(xs, AF.adaptive_relu(xt, float(a), cdf=cdf).numpy(), lw=1.5, label=fr"$\alpha={a:g}$")
     if relu:
         ax.plot(xs, np.maximum(xs, 0), "k--", lw=1.0, label=r"ReLU, $\alpha\to\infty$")
-    ax.set_xlabel("$x$")
-    ax.set_ylabel(r"$x F_\alpha(x)$")
+    ax.set_xlabel("input $x$")
+    ax.set_ylabel(r"output $x F_\alpha(x)$")
     ax.set_title(f"Adaptive ReLU ({cdf} CDF)")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(loc="upper left")
     return ax

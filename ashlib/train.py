@@ -484,10 +484,10 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
     resumed_from = start
     last_save = time.monotonic()
 
-    from tqdm.auto import tqdm  # noqa: PLC0415 (import only when training)
+    from .progress import progress_bar  # noqa: PLC0415 (tqdm is imported only when training)
 
-    bar = tqdm(range(start, epochs), desc=desc or "fit", disable=not progress or rank != 0,
-               initial=start, total=epochs, leave=False)
+    bar = progress_bar(range(start, epochs), desc=desc or "fit", enabled=progress and rank == 0,
+                       initial=start, total=epochs, leave=False)
     kind = None if loss == "auto" else _resolve_loss(loss, torch.empty(0, 2))
     for epoch in bar:
         t0 = time.perf_counter()

@@ -344,7 +344,7 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
     :mod:`ashlib.experiments.runstore`); a DCGAN in training is checkpointed after every epoch
     (both networks, both optimizers, its history and samples, the RNG state). The feature
     network is retrained on a resume (deterministic, seeded)."""
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from ..progress import progress_bar  # noqa: PLC0415
 
     store = store if store is not None else RunStore.disabled()
     old_threads = set_threads(config.threads)
@@ -380,8 +380,8 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
                 opt_d.load_state_dict(saved["opt_d"])
                 history, samples, start = list(saved["history"]), dict(saved["samples"]), len(saved["history"])
                 torch.set_rng_state(saved["rng"])
-            bar = tqdm(range(start, config.epochs), desc=f"DCGAN {LABELS.get(act, act)} seed {seed}",
-                       disable=not progress, leave=False, initial=start, total=config.epochs)
+            bar = progress_bar(range(start, config.epochs), desc=f"DCGAN {LABELS.get(act, act)} seed {seed}",
+                               enabled=progress, leave=False, initial=start, total=config.epochs)
             for epoch in bar:
                 t0 = time.perf_counter()
                 G.train()

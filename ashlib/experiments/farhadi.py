@@ -64,9 +64,9 @@ ADAPTIVE = ("agumbel", "arelu")
 
 
 def _tqdm(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from ..progress import progress_bar  # noqa: PLC0415
 
-    return tqdm(total=total, desc=desc, disable=not progress)
+    return progress_bar(total=total, desc=desc, enabled=progress, leave=True)
 
 
 # =========================================================================== Table 1

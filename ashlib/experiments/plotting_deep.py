@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from .. import plotstyle as style
 from .labels import label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,24 +21,21 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["training_curves", "validation_loss_curves", "thresholds_by_depth", "gradcam_grid", "sample_grid",
            "score_curves", "image_grid"]
 
-_COLOURS = {"ReLU": "tab:blue", "Swish": "tab:orange", "ASH": "tab:red", "L-ASH": "tab:purple",
-            "F-ASH-10": "tab:green", "F-ASH-50": "tab:brown", "F-ASH-90": "tab:gray", "SiLU": "tab:orange"}
+_COLOURS = {k: style.color(k) for k in ("ReLU", "Swish", "ASH", "L-ASH", "F-ASH-10", "F-ASH-50", "F-ASH-90", "SiLU")}
+_footer = style.footer
 
 
-def _footer(fig: Figure, text: str) -> None:
-    fig.text(0.01, -0.02, text, fontsize=7, ha="left", va="top", wrap=True)
-
-
-def _band(ax, rows: list[dict[str, Any]], key: str, lab: str) -> None:
+def _band(ax, rows: list[dict[str, Any]], key: str, lab: str, scale: float = 1.0) -> None:
     x = [r["epoch"] for r in rows]
-    y = [r[key] for r in rows]
+    y = [scale * r[key] for r in rows]
     ax.plot(x, y, label=lab, color=_COLOURS.get(lab), lw=1.6)
-    sd = [r.get(key + "_sd") for r in rows]
+    sd = [None if r.get(key + "_sd") is None else scale * r[key + "_sd"] for r in rows]
     if all(s is not None for s in sd):
         ax.fill_between(x, [a - b for a, b in zip(y, sd)], [a + b for a, b in zip(y, sd)],
                         color=_COLOURS.get(lab), alpha=0.15, lw=0)
 
 
+@style.styled
 def training_curves(result: "AshResNetResult", keys: Sequence[str] = ("train_loss", "val_loss", "val_acc")) -> Figure:
     """Supp. Fig. 1 analogue: per activation, mean ± sd over seeds of the training loss, the
     validation loss and the validation accuracy by epoch."""
@@ -45,15 +43,20 @@ def training_curves(result: "AshResNetResult", keys: Sequence[str] = ("train_los
     curves = result.curves()
     titles = {"train_loss": "training loss", "val_loss": "validation loss", "val_acc": "validation accuracy",
               "train_acc": "training accuracy"}
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2))
+    units = {"train_loss": "cross-entropy (nats)", "val_loss": "cross-entropy (nats)", "val_acc": "accuracy (%)",
+             "train_acc": "accuracy (%)"}
+    fig, axes = plt.subplots(1, len(keys), figsize=(style.WIDTH, 3.4), squeeze=False)
+    axes = axes[0]
     for ax, key in zip(axes, keys):
         for act in result.acts():
-            _band(ax, [c for c in curves if c["act"] == act], key, label(act))
+            # accuracies are stored as fractions: shown in % like the tables
+            _band(ax, [c for c in curves if c["act"] == act], key, label(act), 100.0 if key.endswith("_acc") else 1.0)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(units.get(key, ""))
         ax.set_title(titles.get(key, key))
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.1 if len(labels) <= 4 else 0.16, 1, 1))
     _footer(fig, result.config.describe() + f"; device {result.env.get('device')}; bands: ± 1 sd over seeds")
     return fig
 
@@ -63,11 +66,12 @@ def validation_loss_curves(result: "AshResNetResult") -> Figure:
     return training_curves(result, keys=("val_loss", "val_acc"))
 
 
+@style.styled
 def thresholds_by_depth(result: "AshResNetResult") -> Figure:
     """App. I / Supp. Fig. 9 analogue: per ASH site, the learned z, the k it implies and the
     measured active fraction, against the site's relative depth (0 = input, 1 = output)."""
     rows = [t for t in result.thresholds() if t["act"] == "ASH"] or result.thresholds()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    fig, axes = plt.subplots(1, 2, figsize=(style.WIDTH, 3.6))
     seeds = sorted({r["seed"] for r in rows})
     for s in seeds:
         rr = [r for r in rows if r["seed"] == s]
@@ -77,13 +81,12 @@ def thresholds_by_depth(result: "AshResNetResult") -> Figure:
         axes[1].plot(d, [100 * r["active"] for r in rr], "s--", color=f"C{s}", ms=4, mfc="none",
                      label=f"measured active, seed {s}")
     axes[0].axhline(0.0, color="k", lw=0.6)  # the initial z (k = 50 %)
-    axes[0].set(xlabel="relative depth (0 = input, 1 = output)", ylabel="learned z_k", title="learned threshold z_k")
-    axes[1].set(xlabel="relative depth (0 = input, 1 = output)", ylabel="%", title="kept fraction")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=6)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+    axes[0].set(xlabel="relative depth (0 input, 1 output)", ylabel="learned $z_k$", title="learned threshold $z_k$")
+    axes[1].set(xlabel="relative depth (0 input, 1 output)", ylabel="kept fraction (%)", title="kept fraction")
+    axes[0].legend(loc="best")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     _footer(fig, result.config.describe() + "; measured active: share of inputs with gate > 1/2 on held-out images")
     return fig
 
@@ -100,12 +103,14 @@ def image_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
     return (out[..., 0] if c == 1 else out).numpy()
 
 
+@style.styled
 def gradcam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], masks: torch.Tensor | None = None,
                  caption: str = "") -> Figure:
     """Supp. Fig. 2 analogue: the input images in the first row, then one row of Grad-CAM maps
     (overlaid on the image) per entry of ``maps`` (name -> (N, H, W) maps in [0, 1])."""
     n = len(images)
-    fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.3 * n, 1.35 * (1 + len(maps))), squeeze=False)
+    side = style.WIDTH * 0.8 / n  # leave a fifth of the width for the row labels
+    fig, axes = plt.subplots(1 + len(maps), n, figsize=(style.WIDTH, side * (1 + len(maps)) + 0.4), squeeze=False)
     for j in range(n):
         img = images[j].permute(1, 2, 0).clamp(0, 1).numpy()
         axes[0, j].imshow(img if img.shape[-1] == 3 else img[..., 0], cmap=None if img.shape[-1] == 3 else "gray")
@@ -113,18 +118,20 @@ def gradcam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], masks: tor
             axes[0, j].contour(masks[j].numpy(), levels=[0.5], colors="w", linewidths=0.6)
         for i, (name, m) in enumerate(maps.items(), start=1):
             axes[i, j].imshow(img.mean(-1), cmap="gray")
-            axes[i, j].imshow(m[j].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            axes[i, j].imshow(m[j].numpy(), cmap="inferno", alpha=0.55, vmin=0, vmax=1)
     for i, name in enumerate(["input", *maps]):
-        axes[i, 0].set_ylabel(name, fontsize=7)
+        axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+        ax.grid(False)
+    fig.subplots_adjust(left=0.2, right=1.0, wspace=0.05, hspace=0.05)
     if caption:
         _footer(fig, caption)
     return fig
 
 
+@style.styled
 def sample_grid(result: "DCGANResult", epochs: Sequence[int] | None = None, n: int = 8) -> Figure:
     """Supp. Fig. 6 analogue: fixed-noise generator samples, one row per activation, one panel per epoch."""
     acts = result.acts()
@@ -132,7 +139,7 @@ def sample_grid(result: "DCGANResult", epochs: Sequence[int] | None = None, n: i
     if epochs is None:
         k = min(4, len(all_epochs))
         epochs = [all_epochs[round(i * (len(all_epochs) - 1) / max(k - 1, 1))] for i in range(k)]
-    fig, axes = plt.subplots(len(acts), len(epochs), figsize=(2.4 * len(epochs), 1.0 * len(acts) + 0.6),
+    fig, axes = plt.subplots(len(acts), len(epochs), figsize=(style.WIDTH, 1.5 * len(acts) + 0.6),
                              squeeze=False)
     for i, act in enumerate(acts):
         for j, e in enumerate(epochs):
@@ -142,27 +149,28 @@ def sample_grid(result: "DCGANResult", epochs: Sequence[int] | None = None, n: i
             axes[i, j].imshow(g, cmap="gray" if g.ndim == 2 else None, vmin=0, vmax=1)
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
+            axes[i, j].grid(False)
             if i == 0:
-                axes[i, j].set_title(f"epoch {e}", fontsize=9)
-        axes[i, 0].set_ylabel(result.label(act), fontsize=9)
+                axes[i, j].set_title(f"epoch {e}")
+        axes[i, 0].set_ylabel(result.label(act), rotation=0, ha="right", va="center")
     fig.tight_layout()
     _footer(fig, result.config.describe())
     return fig
 
 
+@style.styled
 def score_curves(result: "DCGANResult") -> Figure:
     """Frechet distance (classifier features) by epoch per generator activation (mean ± sd over seeds),
     with the real-vs-real distance as the floor."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = plt.subplots(figsize=(style.WIDTH, 3.6))
     for act in result.acts():
         rows = result.score_curve(act)
         _band(ax, rows, "fd", result.label(act))
     if result.fd_real is not None:
         ax.axhline(result.fd_real, color="k", ls=":", lw=1, label="real train vs real test")
-    ax.set(xlabel="epoch", ylabel="Frechet distance", title="sample quality (lower is better)")
+    ax.set(xlabel="epoch", ylabel="Fréchet distance (features)", title="sample quality (lower is better)")
     ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    style.legend_outside(ax)
     fig.tight_layout()
     _footer(fig, result.config.describe())
     return fig
