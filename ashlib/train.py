@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._io import atomic_open
+from .utils.io import atomic_open
 from .analysis.trajectories import activation_parameter_groups
 from .data.tensors import is_batch_indexable, subset
 
@@ -484,7 +484,7 @@ def fit(model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int, 
     resumed_from = start
     last_save = time.monotonic()
 
-    from .progress import progress_bar  # noqa: PLC0415 (tqdm is imported only when training)
+    from .utils.progress import progress_bar  # noqa: PLC0415 (tqdm is imported only when training)
 
     bar = progress_bar(range(start, epochs), desc=desc or "fit", enabled=progress and rank == 0,
                        initial=start, total=epochs, leave=False)

@@ -22,7 +22,7 @@ PKG = ROOT / "ashlib"
 #: layer at or below the importer's
 LAYERS = {
     "ashlib.reference": 0,
-    "ashlib._io": 0,
+    "ashlib.utils": 0,
     "ashlib.ops._common": 0,
     "ashlib.ops.native": 1,
     "ashlib.ops.triton_ash": 1,
@@ -38,6 +38,7 @@ LAYERS = {
     "ashlib.train": 8,
     "ashlib.analysis": 8,
     "ashlib.plotting": 9,
+    "ashlib.plotstyle": 9,
     "ashlib.experiments": 9,
     "ashlib.__main__": 10,
     "ashlib": 11,  # the package's __init__ re-exports from below

@@ -10,7 +10,7 @@ import pytest
 
 from ashlib import plotstyle
 from ashlib.experiments.report import Tex, math_line, table
-from ashlib.progress import progress_bar, progress_enabled
+from ashlib.utils.progress import progress_bar, progress_enabled
 
 
 def test_progress_follows_the_env_switch(monkeypatch) -> None:

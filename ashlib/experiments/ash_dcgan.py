@@ -344,7 +344,7 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
     :mod:`ashlib.experiments.runstore`); a DCGAN in training is checkpointed after every epoch
     (both networks, both optimizers, its history and samples, the RNG state). The feature
     network is retrained on a resume (deterministic, seeded)."""
-    from ..progress import progress_bar  # noqa: PLC0415
+    from ..utils.progress import progress_bar  # noqa: PLC0415
 
     store = store if store is not None else RunStore.disabled()
     old_threads = set_threads(config.threads)

@@ -64,7 +64,7 @@ ADAPTIVE = ("agumbel", "arelu")
 
 
 def _tqdm(total: int, desc: str, progress: bool):
-    from ..progress import progress_bar  # noqa: PLC0415
+    from ..utils.progress import progress_bar  # noqa: PLC0415
 
     return progress_bar(total=total, desc=desc, enabled=progress, leave=True)
 

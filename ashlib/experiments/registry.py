@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from .._io import atomic_open
+from ..utils.io import atomic_open
 from .profiles import current_profile
 from .runstore import RunStore
 

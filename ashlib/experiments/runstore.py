@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .._io import atomic_open
+from ..utils.io import atomic_open
 from ..train import CheckpointError, atomic_torch_save, load_fit_checkpoint, safe_torch_load
 
 __all__ = ["RunStore", "RunConfigMismatch", "config_fingerprint", "STORE_FORMAT", "STORE_VERSION"]
