@@ -67,7 +67,10 @@ def split_threshold(t: Tensor, cd: torch.dtype) -> Tuple[Tensor, Tensor]:
     subtracting t_lo leaves x - t correct to the compute dtype's relative precision, which a
     single rounded t cannot give once 2*alpha*|t| is large. (The C kernels do the same per sample.)
     """
-    t_hi = t.to(cd)
+    big = torch.finfo(cd).max
+    # t_hi is kept finite (a threshold just beyond cd's range goes into t_lo), so that x - t_hi
+    # is finite for every finite x and the kernels need no range check for it
+    t_hi = torch.clamp(t, -big, big).to(cd)
     t_lo = (t - t_hi.to(torch.float64)).to(cd)
     return t_hi, t_lo
 

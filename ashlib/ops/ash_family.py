@@ -358,13 +358,15 @@ def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: f
     no, yes = torch.zeros((), dtype=torch.bool), torch.ones((), dtype=torch.bool)
     backend = select_backend(x, backend)
     if backend == "triton":
-        # nothing read on the host but the range check (one synchronisation per call)
+        # nothing is read on the host (no device synchronisation): the statistics are float64 for
+        # these float32/half inputs (no overflow), the kernels clamp x - t and read the
+        # parameters themselves, and bad parameters fail device-side assertions
         _check_params_on_device(z, alpha, slope)
         if rows == 0 or n == 0:
             return _empty_forward(x) + (no,)
         x = x.contiguous()
-        mu, sigma, norm = _statistics(x, eps, chunk_elements, two_pass=True)
-        if eps >= math.sqrt(torch.finfo(torch.float32).tiny) and _range_ok_tensor(x, mu, sigma, norm, z, alpha):
+        if eps >= math.sqrt(torch.finfo(torch.float32).tiny):  # (eps is a Python float)
+            mu, sigma, _ = _statistics(x, eps, chunk_elements, two_pass=True)
             from . import triton_ash
             y = triton_ash.ash_forward(x, mu + z.reshape(()).to(torch.float64) * sigma, alpha, slope)
             return y, mu, sigma, no
@@ -404,15 +406,6 @@ def _check_params_on_device(z: Tensor, alpha: Tensor, slope: Optional[Tensor]) -
     if slope is not None:
         torch._assert_async(((slope > 0) & torch.isfinite(slope)).all(),
                             "slope is out of range: slope must be finite and > 0")
-
-
-def _range_ok_tensor(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: Tensor, alpha: Tensor) -> bool:
-    """:func:`_range_ok` with the parameters as device tensors: one synchronisation."""
-    fi = torch.finfo(_compute_dtype(x2))
-    zt = z.reshape(()).to(torch.float64)
-    bound = norm + torch.abs(mu + zt * sigma)
-    ok = torch.all(torch.isfinite(bound) & (bound <= fi.max / 64)) & torch.isfinite(alpha).all() & torch.isfinite(zt)
-    return bool(ok)
 
 
 def _ash_fake(x, z, alpha, slope, eps, backend=None, chunk_elements=DEFAULT_CHUNK_ELEMENTS):

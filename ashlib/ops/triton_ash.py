@@ -124,6 +124,9 @@ def _gate_parts(x_ptr, thi_ptr, tlo_ptr, p_ptr, n, nb, INTERPRET: tl.constexpr, 
     offs = row * n + cols
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = (x - tl.load(thi_ptr + row)) - tl.load(tlo_ptr + row)
+    # x - t beyond float32's range (|x| and |t| both near its limit): clamped, so that
+    # u = A*d is at worst infinite (S(u) is then exactly 0 or 1) and no product meets inf * 0
+    d = tl.minimum(tl.maximum(d, -3.4028234663852886e38), 3.4028234663852886e38)
     u = A * d
     if INTERPRET:  # the interpreter has no libdevice
         e = tl.exp(-tl.abs(u))
