@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-__all__ = ["ACT_PARAMETERS", "MOVE_THRESHOLD", "activation_parameters", "activation_parameter_names",
+__all__ = ["RunTrajectories", "ACT_PARAMETERS", "MOVE_THRESHOLD", "activation_parameters", "activation_parameter_names",
            "record_activation_parameters", "thin_records", "trajectory_rows", "parameter_movement", "activation_parameter_groups"]
 
 #: stored name -> (quantity, True when stored as a log and shown through exp)
@@ -160,3 +160,22 @@ def activation_parameter_groups(model: nn.Module, lr: float, act_lr: float | Non
     if act:
         groups.append({"params": act, "lr": float(act_lr), "activation": True})
     return groups
+
+
+class RunTrajectories:
+    """For experiment results whose ``rows`` each hold ``act``, ``seed`` and a ``trajectory``
+    (records of :func:`record_activation_parameters`): the trajectories and their movement."""
+
+    rows: list
+
+    def trajectories(self) -> list[dict[str, Any]]:
+        """Every adaptive parameter (z, alpha, slope) over training, long format: one row per (run,
+        epoch, site, quantity)."""
+        out = []
+        for r in self.rows:
+            out += trajectory_rows(r.get("trajectory", []), act=r["act"], seed=r["seed"])
+        return out
+
+    def movement(self) -> list[dict[str, Any]]:
+        """Per (activation, seed, site, quantity): how far the parameter moved from its start."""
+        return parameter_movement(self.trajectories(), keys=("act", "seed"))

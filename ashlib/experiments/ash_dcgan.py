@@ -47,8 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..analysis.trajectories import (activation_parameter_groups, parameter_movement, record_activation_parameters,
-                                    thin_records, trajectory_rows)
+from ..analysis.trajectories import (RunTrajectories, activation_parameter_groups, record_activation_parameters,
+                                    thin_records)
 from ..data import dataset_tensors, load_celeba, load_digits, load_mnist5k
 from ..analysis.metrics import frechet_distance_features
 from ..models import DCGANDiscriminator, DCGANGenerator, LeNet5, PreActResNet
@@ -178,7 +178,7 @@ def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, bs: int = 500) -> Tensor
 
 
 @dataclass
-class DCGANResult(ExperimentResult):
+class DCGANResult(RunTrajectories, ExperimentResult):
     """Runs of ``ash-dcgan``: ``rows`` (one per (act, seed), with a per-epoch ``history`` of losses, fd,
     recognisable share and seconds), ``samples[act][epoch]`` (fixed-noise images of the first seed,
     in [-1, 1]), ``fd_real`` (real training vs real held-out images: the floor) and the feature
@@ -263,18 +263,6 @@ class DCGANResult(ExperimentResult):
         if moved is not None:
             ev += f"; largest movement of ASH's z/alpha {moved:.3f}"
         return [{"claim": "ASH-GAN", "evidence": ev, "verdict": gate_adaptive_verdict(verdict, moved)}]
-
-    def trajectories(self) -> list[dict[str, Any]]:
-        """The generator's activation parameters over training, long format (one row per run, epoch,
-        site, quantity; :mod:`ashlib.analysis.trajectories`)."""
-        out = []
-        for r in self.rows:
-            out += trajectory_rows(r.get("trajectory", []), act=r["act"], seed=r["seed"])
-        return out
-
-    def movement(self) -> list[dict[str, Any]]:
-        """Per (activation, seed, site, quantity): how far the parameter moved from its start."""
-        return parameter_movement(self.trajectories(), keys=("act", "seed"))
 
     def max_movement(self, act: str) -> float | None:
         """The largest movement of ``act``'s generator parameters (None: not recorded or none)."""

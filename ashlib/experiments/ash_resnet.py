@@ -46,7 +46,7 @@ from torch import nn
 from ..data import load_cifar10, load_digits
 from ..data.shapes import load_shapes
 from ..analysis.metrics import active_fractions, ash_thresholds
-from ..analysis.trajectories import parameter_movement, record_activation_parameters, thin_records, trajectory_rows
+from ..analysis.trajectories import RunTrajectories, record_activation_parameters, thin_records
 from ..models import PreActResNet, WideResNet
 from ..train import fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
@@ -198,7 +198,7 @@ def _setup_key(cfg: AshResNetConfig) -> dict[str, Any]:
 
 
 @dataclass
-class AshResNetResult(ExperimentResult):
+class AshResNetResult(RunTrajectories, ExperimentResult):
     """Runs of ``ash-resnet`` / ``ash-ablation``: one row per (activation, seed).
 
     ``rows[i]``: act, seed, history (fit's per-epoch dicts), thresholds (per epoch, the ASH
@@ -308,18 +308,6 @@ class AshResNetResult(ExperimentResult):
                         "active_first_third": sum(fr[:third]) / third, "active_last_third": sum(fr[-third:]) / third,
                         "max_abs_dz": max(abs(z - z0) for z in zs)})
         return out
-
-    def trajectories(self) -> list[dict[str, Any]]:
-        """Every adaptive parameter (z, alpha, slope) over training, long format: one row per (run,
-        epoch, site, quantity) (:mod:`ashlib.analysis.trajectories`)."""
-        out = []
-        for r in self.rows:
-            out += trajectory_rows(r.get("trajectory", []), act=r["act"], seed=r["seed"])
-        return out
-
-    def movement(self) -> list[dict[str, Any]]:
-        """Per (activation, seed, site, quantity): how far the parameter moved from its start."""
-        return parameter_movement(self.trajectories(), keys=("act", "seed"))
 
     def max_movement(self, act: str, quantities: tuple[str, ...] = ("z", "alpha", "slope")) -> float | None:
         """The largest movement of ``act``'s adaptive parameters (None: not recorded or none)."""
