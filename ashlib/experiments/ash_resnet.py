@@ -445,7 +445,7 @@ def verdict_rules() -> str:
         "site -> reproduced; at none -> not reproduced; else mixed.\n"
         "Static parameters: ASH-CURVES (any of ASH's z and alpha), ASH-ABL and ASH-DEPTH (ASH's z) read 'not tested: "
         "the parameter stayed at its start' when that parameter moved by less than 0.05 at every site "
-        "(ashlib.experiments.verdicts.gate_adaptive_verdict).")
+        "(gate_adaptive_verdict in ashlib.experiments.verdicts).")
 
 
 def _share(hits: int, total: int) -> str:
