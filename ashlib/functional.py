@@ -30,7 +30,7 @@ from torch import Tensor
 from . import reference as R
 from .ops import ash_family as _ash_ops
 from .ops import elementwise as _ew_ops
-from .ops._common import Dim, is_number as _is_number, reduce_dims
+from .ops._common import Dim, as_param, check_float_input, is_number as _is_number, reduce_dims
 
 __all__ = [
     "ash", "hard_ash", "topk_ash", "leaky_ash", "adaptive_gumbel", "adaptive_relu", "swish",
@@ -78,13 +78,6 @@ def _check_eps(eps) -> None:
     if not (_is_number(eps) and eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps={eps!r} is out of range: eps must be finite and > 0 (it keeps sigma and "
                          "its gradient finite on a constant feature map)")
-
-
-def _check_x(x) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"x has dtype {x.dtype}; a floating-point tensor is required")
 
 
 # --- where the operators can go -------------------------------------------------------------------
@@ -162,13 +155,13 @@ def map_statistics(x: Tensor, dim: Dim = None, eps: float = 1e-5) -> Tuple[Tenso
     Differentiable (gradients flow back to x); finite for every finite x.
     """
     check_nonnegative("eps", eps)
-    _check_x(x)
+    check_float_input(x)
     mu, sigma = R.statistics(R.wide(x), reduce_dims(x, dim), float(eps))
     return mu.to(x.dtype), sigma.to(x.dtype)
 
 
 def _ash_args(x: Tensor, z, alpha, slope, dim: Dim, eps) -> Tuple[int, ...]:
-    _check_x(x)
+    check_float_input(x)
     # one-element tensors are checked inside the operator's kernel; here numbers, and tensors
     # bound for the reference composite (in plain eager mode on the CPU)
     by_op = _one_element(z, alpha, slope)
@@ -233,7 +226,7 @@ def hard_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, dim: Dim = None, eps: fl
     The limit of :func:`ash` as alpha -> inf (off the threshold). Its derivative with respect
     to z is zero almost everywhere, which is why the paper smooths it.
     """
-    _check_x(x)
+    check_float_input(x)
     check_nonnegative("eps", eps)
     if _is_number(z) and not math.isfinite(z):
         raise ValueError(f"z={z!r} is out of range: z must be finite")
@@ -249,7 +242,7 @@ def topk_ash(x: Tensor, k: float, dim: Dim = None) -> Tensor:
     ``n`` is the number of elements over ``dim`` (default: all but the batch dim). Ties are
     broken by position, so exactly ``round(k*n)`` elements are kept.
     """
-    _check_x(x)
+    check_float_input(x)
     check_open_unit("k", k)
     dims = reduce_dims(x, dim)
     n = 1
@@ -312,16 +305,15 @@ def _broadcasts(p: Tensor, x: Tensor) -> bool:
 
 
 def _elementwise(name: str, x: Tensor, param, pname: str, impl: str) -> Tensor:
-    _check_x(x)
-    if pname == "alpha":
+    check_float_input(x)
+    by_op = _by_operator(impl)
+    if pname == "alpha" and (_is_number(param) or not by_op):  # the operator checks tensors in its kernel
         check_positive("alpha", param)
     elif _is_number(param) and not math.isfinite(param):
         raise ValueError(f"{pname}={param!r} is out of range: {pname} must be finite")
     if isinstance(param, Tensor) and not _broadcasts(param, x):
         raise ValueError(f"{pname} of shape {tuple(param.shape)} does not broadcast to the input's shape "
                          f"{tuple(x.shape)}")
-    _check_impl(impl)
-    if impl == "fused" and not _use_reference():
-        p = param if isinstance(param, Tensor) else torch.tensor(float(param), dtype=torch.float64, device=x.device)
-        return _ew_ops.call(name, x, p)
+    if by_op:
+        return _ew_ops.call(name, x, as_param(param, x))
     return _ew_ops.OPS[name][2](x, param)

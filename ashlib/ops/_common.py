@@ -29,6 +29,14 @@ def half_to_float(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def as_param(v, like: Tensor) -> Tensor:
+    """A parameter as a tensor: a number becomes a 0-d float64 tensor on ``like``'s device (the
+    kernels cast it to their compute dtype)."""
+    if isinstance(v, Tensor):
+        return v
+    return torch.tensor(float(v), dtype=torch.float64, device=like.device)
+
+
 def reduce_dims(x: Tensor, dim: Dim = None) -> Tuple[int, ...]:
     """The dims ASH takes its statistics over: ``dim`` normalised to a sorted tuple.
 

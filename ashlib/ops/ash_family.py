@@ -71,10 +71,6 @@ _SP_THRESHOLD = 40.0
 _CANCELLATION_RATIO = 8.0
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-
-
 def _rows(x: Tensor) -> Tensor:
     """x as (samples, elements per sample)."""
     return x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
@@ -116,7 +112,7 @@ def _statistics(x2: Tensor, eps: float, chunk_elements: int, two_pass: bool = Fa
 
 def _range_ok(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: float, a: float, eps: float) -> bool:
     """True when every intermediate of the fast path is finite and accurate for this input."""
-    fi = torch.finfo(_compute_dtype(x2))
+    fi = torch.finfo(C.half_to_float(x2.dtype))
     if not (math.isfinite(z) and math.isfinite(a) and eps >= math.sqrt(fi.tiny)):
         return False
     # x - t must be finite with room to spare (|x| <= norm); the sums of squares must not overflow
@@ -221,7 +217,7 @@ def _aten_forward(x: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf:
     """The forward in chunked ATen ops: ``softplus_backward(grad, d, beta)`` evaluates
     ``grad * S(beta*d)`` in one pass, with d = x - t."""
     x2 = _rows(x)
-    cd = _compute_dtype(x)
+    cd = C.half_to_float(x.dtype)
     t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
     out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
     buf = None
@@ -267,7 +263,7 @@ def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float
                    need_x: bool, need_w: bool, need_a: bool, need_l: bool, chunk_elements: int):
     """(gx or None, R1, R2 or None, Rl or None) in chunked ATen ops; S(u) and S(-u) both come
     from ``softplus_backward`` (beta = A and -A), so the tails keep full relative accuracy."""
-    cd = _compute_dtype(x)
+    cd = C.half_to_float(x.dtype)
     x2 = _rows(x)
     g2 = _rows(grad)
     n_rows, n = x2.shape
@@ -320,10 +316,6 @@ def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float
 # float64 path was taken). Everything that depends on the data (the parameters' values, the range
 # check, the backend) is decided here, inside the kernel, where torch.compile and torch.export
 # see only the operator and its fake (shape) implementation.
-
-
-def _exact(x2: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
-    return R.statistics(R.wide(x2), (1,), eps)
 
 
 def _read_params(z: Tensor, alpha: Tensor, slope: Optional[Tensor]) -> Tuple[float, float, Optional[float]]:
@@ -387,7 +379,7 @@ def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: f
                 return _aten_forward(x, mu, sigma, zf, A, lf, chunk_elements), mu, sigma, no
     # outside the fast paths' range (|x| near the dtype's limit, a tiny eps, non-finite values):
     # the reference formulas in float64 with scaled statistics
-    mu, sigma = _exact(x, eps)
+    mu, sigma = R.statistics(R.wide(x), (1,), eps)
     y = R.ash(x, z, alpha, slope, (1,), eps)
     return y if y._base is None else y.clone(), mu, sigma, yes
 
@@ -589,13 +581,6 @@ def as_rows(x: Tensor, dims: Tuple[int, ...]):
     return x2, restore
 
 
-def as_param(v, like: Tensor) -> Tensor:
-    """A one-element parameter as a tensor: numbers become 0-d float64 tensors on x's device."""
-    if isinstance(v, Tensor):
-        return v
-    return torch.tensor(float(v), dtype=torch.float64, device=like.device)
-
-
 def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0, dim=None,
         eps: float = 1e-5, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, backend: Optional[str] = None) -> Tensor:
     r"""ASH through the registered operator ``torch.ops.ashlib.ash``, with one-element z and alpha.
@@ -622,7 +607,7 @@ def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Te
 def _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend) -> Tensor:
     _check_backend(backend)
     x2, restore = as_rows(x, C.reduce_dims(x, dim))
-    p = [as_param(v, x) for v in (z, alpha)] + [None if slope is None else as_param(slope, x)]
+    p = [C.as_param(v, x) for v in (z, alpha)] + [None if slope is None else C.as_param(slope, x)]
     for name, v in zip(("z", "alpha", "slope"), p):
         if v is not None and v.numel() != 1:
             raise ValueError(f"{name} has {v.numel()} elements: the operator takes one value "
@@ -634,7 +619,7 @@ def _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend) -> Tensor:
 def hard_ash(x: Tensor, z: Union[Number, Tensor], dims: Tuple[int, ...], eps: float) -> Tensor:
     """Hard ASH through ``torch.ops.ashlib.hard_ash`` (one-element z)."""
     x2, restore = as_rows(x, dims)
-    return restore(torch.ops.ashlib.hard_ash(x2, as_param(z, x), float(eps))[0])
+    return restore(torch.ops.ashlib.hard_ash(x2, C.as_param(z, x), float(eps))[0])
 
 
 def topk_ash(x: Tensor, n_keep: int, dims: Tuple[int, ...]) -> Tensor:

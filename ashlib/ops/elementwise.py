@@ -80,11 +80,6 @@ _SILU_ROOT_BAND = 0.05
 _FLOAT64_ALL_FRACTION = 0.25
 
 
-def _cd(x: Tensor) -> torch.dtype:
-    """Compute dtype: float32 for half precision, else the input's own."""
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-
-
 # --- the formulas, dtype-generic ------------------------------------------------------------
 # Each returns a dict with "y" (if need_y), "gx" = g * dy/dx (if need_x) and "ga" = g * dy/dalpha
 # (per element, if need_a), all in x's dtype. x and a are tensors of one dtype; a broadcasts to x.
@@ -264,7 +259,7 @@ def _evaluate(op: str, x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, 
               chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
     """y and/or dL/dx (x's dtype, x's shape) and dL/dalpha (a's shape), chunk by chunk along dim 0."""
     terms, fix = _OPS[op]
-    cd = _cd(x)
+    cd = C.half_to_float(x.dtype)
     flags = (need_y, need_x, need_a)
     n0 = x.shape[0] if x.dim() > 0 else 1
     rows = max(1, chunk_elements // max(1, x.numel() // max(1, n0)))
@@ -413,6 +408,12 @@ def _shaped(t: Tensor, x: Tensor) -> Tensor:
     return t if t.shape == x.shape else t.reshape(x.shape)
 
 
+def _native_checks(x: Tensor, a: Tensor) -> bool:
+    """Whether the native kernels will take (x, a) and so check a's range themselves (they decline
+    any alpha outside [2^-30, 2^30], nan included, and :func:`_native_evaluate` then raises)."""
+    return a.dtype == torch.float32 and _native_lib(x) is not None and _native_layout(x, a) is not None
+
+
 def _dispatch(op: str, x: Tensor, a: Tensor, g: Optional[Tensor], need_y: bool, need_x: bool, need_a: bool):
     """The native kernels where they take the call, else the chunked ATen path."""
     lib = _native_lib(x)
@@ -453,11 +454,11 @@ def _register(name: str) -> None:
     positive = pname == "alpha"
 
     def forward(x: Tensor, param: Tensor) -> Tensor:
-        if positive:
-            _check_positive_tensor(param) if _native_lib(x) is None else None
         if x.numel() == 0:
             return torch.empty_like(x)
-        a = param.to(_cd(x))
+        a = param.to(C.half_to_float(x.dtype))
+        if positive and not _native_checks(x, a):
+            _check_positive_tensor(param)
         y = _dispatch(kind, x.contiguous(), a, None, True, False, False)[0]
         return y if y._base is None else y.clone()
 
@@ -465,7 +466,7 @@ def _register(name: str) -> None:
         need_x, need_a = need
         if x.numel() == 0:
             return torch.zeros_like(x), torch.zeros_like(param)
-        a = param.to(_cd(x))
+        a = param.to(C.half_to_float(x.dtype))
         _, gx, ga = _dispatch(kind, x.contiguous(), a, grad.contiguous(), False, need_x, need_a)
         gx = _shaped(gx, x) if need_x else torch.empty_like(x)
         ga = ga.to(param.dtype) if need_a else torch.empty_like(param)
@@ -522,12 +523,12 @@ def call(name: str, x: Tensor, param: Tensor) -> Tensor:
 
 def swish(x: Tensor, beta: Union[Number, Tensor] = 1.0) -> Tensor:
     r"""Swish :math:`x\,S(\beta x)` through ``torch.ops.ashlib.swish``."""
-    return call("swish", x, _as_param(beta, x))
+    return call("swish", x, C.as_param(beta, x))
 
 
 def adaptive_relu(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
     r"""Adaptive ReLU (exponential CDF) through ``torch.ops.ashlib.adaptive_relu``."""
-    return call("adaptive_relu", x, _as_param(alpha, x))
+    return call("adaptive_relu", x, C.as_param(alpha, x))
 
 
 def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
@@ -537,8 +538,4 @@ def adaptive_gumbel(x: Tensor, alpha: Union[Number, Tensor]) -> Tensor:
     >>> round(float(adaptive_gumbel(torch.tensor(0.0), 1.0)), 6)
     0.5
     """
-    return call("adaptive_gumbel", x, _as_param(alpha, x))
-
-
-def _as_param(v, x: Tensor) -> Tensor:
-    return v if isinstance(v, Tensor) else torch.tensor(float(v), dtype=_cd(x), device=x.device)
+    return call("adaptive_gumbel", x, C.as_param(alpha, x))
