@@ -331,11 +331,6 @@ def _read_params(z: Tensor, alpha: Tensor, slope: Optional[Tensor]) -> Tuple[flo
     return zf, af, lf
 
 
-def _check_backend(backend: Optional[str]) -> None:
-    if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
-
-
 def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: float,
             backend: Optional[str] = None, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
             ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -605,7 +600,6 @@ def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Te
 
 
 def _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend) -> Tensor:
-    _check_backend(backend)
     x2, restore = as_rows(x, C.reduce_dims(x, dim))
     p = [C.as_param(v, x) for v in (z, alpha)] + [None if slope is None else C.as_param(slope, x)]
     for name, v in zip(("z", "alpha", "slope"), p):
