@@ -17,6 +17,9 @@ package) end with one ``error:`` line on stderr and exit status 2.
 Runs resume: each finished unit (a seed, a grid cell; inside a long training, its last epoch)
 is written to ``--out`` as it ends, and the same command with the same ``--out`` skips what is
 done. ``--out`` remembers the configuration; another configuration there is refused.
+Every run writes ``provenance.json`` (command, commit, profile, seeds, device, torch, wall time
+per session) beside its results; the ``book`` profile's runs are committed that way under
+``results/book/NAME`` (see :mod:`ashlib.experiments.stored`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import dataclasses
 import importlib
 import json
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
 __all__ = ["main"]
@@ -67,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .experiments import PROFILES, experiment_names, get_experiment, make_config  # noqa: PLC0415
     from .experiments.registry import missing_extra, run_config  # noqa: PLC0415
     from .experiments.runstore import RunConfigMismatch  # noqa: PLC0415
+    from .experiments.stored import write_provenance  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m ashlib", description="Run the ashlib experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = sub.add_parser("run", help="run an experiment and write JSON, CSV and figures")
     run.add_argument("name", help="experiment name (see `list`)")
     run.add_argument("--profile", choices=PROFILES, default=None,
-                     help="quick (book scale) or paper (the paper's settings); default: $ASHLIB_PROFILE or quick")
+                     help="quick (minutes; what CI runs), book (what the book shows, up to an hour) or paper (the paper's settings); default: $ASHLIB_PROFILE or quick")
     run.add_argument("--out", required=True,
                      help="output folder (created); finished units are stored there as they end, and running "
                           "the same command again resumes")
@@ -131,13 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_rank = is_main_process()
     if main_rank:
         print(f"[ashlib] {args.name}, profile {cfg.profile}: " + json.dumps(dataclasses.asdict(cfg)), flush=True)
+    started = time.monotonic()
+    store_log: list[str] = []
     try:
         result = run_config(args.name, cfg, progress=main_rank and not args.no_progress, out_dir=args.out,
-                            write=main_rank)
+                            write=main_rank, log=lambda msg: (store_log.append(msg), print(f"[ashlib] {msg}", flush=True)))
         if main_rank:
             if args.no_figures:
                 result.figures = lambda: {}  # type: ignore[method-assign]
             paths = result.write(args.out)
+            resumed = sum(m.startswith("resumed ") for m in store_log)
+            units = len(list((Path(args.out) / "units").glob("*.pt")))
+            paths.append(write_provenance(args.out, args.name, cfg, ["python -m ashlib", *(argv if argv is not None
+                                          else sys.argv[1:])], time.monotonic() - started,
+                                          units_computed=max(units - resumed, 0), units_resumed=resumed,
+                                          device=getattr(cfg, "device", None)))
     except RunConfigMismatch as exc:
         return _fail(exc)
     except ImportError as exc:

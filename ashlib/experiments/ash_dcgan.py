@@ -106,7 +106,9 @@ class DCGANConfig:
         if profile == "paper":
             return cls(profile="paper", dataset="celeba", image_size=64, nz=100, ngf=64, ndf=64, epochs=25,
                        batch_size=32, lr=1e-3, beta1=0.9, seeds=(0,), n_fd=10000, n_grid=64, device="auto")
-        raise ValueError(f"profile={profile!r}; allowed: quick, paper")
+        if profile == "book":  # provisional: the book settings are being sized (issue 12, part 7)
+            return cls(profile="book", seeds=(0, 1, 2))
+        raise ValueError(f"profile={profile!r}; allowed: quick, book, paper")
 
     def describe(self) -> str:
         """One line: data, networks, optimiser, seeds and profile."""

@@ -110,7 +110,9 @@ class AshResNetConfig:
             return cls(profile="paper", dataset="cifar10", n_train=0, n_test=0, depth=164, widths=(16, 32, 64),
                        stem_stride=1, stem_pool=False, epochs=100, batch_size=32, lr=1e-3, seeds=(0, 1, 2), n_probe=2000,
                        device="auto")
-        raise ValueError(f"profile={profile!r}; allowed: quick, paper")
+        if profile == "book":  # provisional: the book settings are being sized (issue 12, part 7)
+            return cls(profile="book", seeds=(0, 1, 2))
+        raise ValueError(f"profile={profile!r}; allowed: quick, book, paper")
 
     def describe(self) -> str:
         """One line: data, network, training and seeds (printed with every result)."""

@@ -138,7 +138,9 @@ class Table1Config:
         if profile == "paper":
             return cls(profile="paper", epochs=2000, optimizer="sgd", lr=0.01, l1=1e-3, l2=1e-3, batch_size=20,
                        folds=(0, 1, 2, 3, 4), seeds=(0,), label="threshold", device="auto", threads=0)
-        raise ValueError(f"profile={profile!r}; allowed: quick, paper")
+        if profile == "book":  # provisional: the book settings are being sized (issue 12, part 7)
+            return cls(profile="book", seeds=(0, 1, 2))
+        raise ValueError(f"profile={profile!r}; allowed: quick, book, paper")
 
     def differences_from_paper(self) -> list[str]:
         """The settings in which this config departs from the paper's section 4.1 (empty for none)."""
@@ -570,7 +572,9 @@ class Table2Config:
             return cls(profile="quick")
         if profile == "paper":
             return cls(profile="paper", dataset="mnist", epochs=150, batch_size=100, seeds=(0,), threads=0)
-        raise ValueError(f"profile={profile!r}; allowed: quick, paper")
+        if profile == "book":  # provisional: the book settings are being sized (issue 12, part 7)
+            return cls(profile="book", seeds=(0, 1, 2))
+        raise ValueError(f"profile={profile!r}; allowed: quick, book, paper")
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every (conv, FC) pair run: the grid, then the baselines."""

@@ -1,4 +1,7 @@
-"""Profiles: ``quick`` (book scale, minutes on 2 CPU cores) and ``paper`` (the paper's hyperparameters).
+"""Profiles: ``quick`` (minutes on 2 CPU cores; what CI re-executes), ``book`` (what the book shows:
+up to about an hour per experiment on 2 CPU cores, its results committed under ``results/book/``
+with provenance; see :mod:`ashlib.experiments.stored`) and ``paper`` (the paper's hyperparameters
+and data sets, meant for a GPU).
 
 The profile comes from an explicit argument, else the ``ASHLIB_PROFILE`` environment variable,
 else ``quick``.
@@ -10,7 +13,7 @@ import os
 
 __all__ = ["PROFILES", "DEFAULT_PROFILE", "current_profile"]
 
-PROFILES = ("quick", "paper")
+PROFILES = ("quick", "book", "paper")
 DEFAULT_PROFILE = "quick"
 
 
