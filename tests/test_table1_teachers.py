@@ -10,7 +10,7 @@ import torch
 
 from ashlib.data import make_teacher_data
 from ashlib.experiments import make_config
-from ashlib.experiments.farhadi import TABLE1_PAPER, Table1Config, Table1Result
+from ashlib.experiments.farhadi import TABLE1_PAPER, Table1Config, Table1Result, paired_reading
 from ashlib.experiments.verdicts import NOT_TESTED_STATIC
 
 
@@ -31,11 +31,23 @@ def test_unknown_label_rule_lists_the_rules():
 
 
 def test_profiles():
-    q, p = make_config("farhadi-table1", "quick"), make_config("farhadi-table1", "paper")
-    assert q.label == "threshold" and q.act_lr == 0.0 and p.label == "threshold"
-    b = make_config("farhadi-table1", "quick", label="median", seeds=(0, 1, 2))
-    diffs = " ".join(b.differences_from_paper())
+    q, b, p = (make_config("farhadi-table1", x) for x in ("quick", "book", "paper"))
+    assert q.label == "median" and b.label == "median" and p.label == "threshold"
+    assert len(q.seeds) >= 3 and len(b.seeds) >= 3 and set(q.seeds) <= set(b.seeds)
+    # the book profile lies between quick and paper: more data and optimiser steps than quick, fewer than paper
+    steps = {c.profile: c.epochs * c.n_samples * (c.k_folds - 1) / c.k_folds / c.batch_size for c in (q, b, p)}
+    assert steps["quick"] < steps["book"] < steps["paper"]
+    assert q.n_samples <= b.n_samples == p.n_samples == 10_000
+    diffs = " ".join(q.differences_from_paper())
     assert "label = median (paper: threshold)" in diffs and "balanced" in diffs
+    assert p.setting_note() == "" and "balanced labels" in q.setting_note() and "Adam" in b.setting_note()
+
+
+def test_paired_reading_at_two_standard_errors():
+    assert paired_reading(1.0, 0.4) == "better" and paired_reading(-1.0, 0.4) == "worse"
+    assert paired_reading(0.7, 0.4) == "tie" and paired_reading(-0.7, 0.4) == "tie"
+    assert paired_reading(3.0, None) == "one run" and paired_reading(None, None) == "one run"
+    assert paired_reading(0.5, 0.0) == "better"  # identical differences in every run
 
 
 def _traj(move: float, n: int = 2) -> list[dict]:
@@ -95,3 +107,117 @@ def test_f2_needs_the_typical_alpha_of_both_families_to_move():
     rows[1]["alphas"] = [[2.0, 3.0, 4.0, 5.0]]  # now every AReLU alpha moved, above every AGumb one
     v = {x["claim"]: x for x in Table1Result(config=cfg, rows=rows).verdicts()}
     assert v["F-F2"]["verdict"] == "reproduced"
+
+
+def _rows(cells: dict[tuple[int, str, str], list[float]], majority: float = 0.5,
+          moves: dict[str, float] | None = None) -> list[dict]:
+    moves = {"agumbel": 0.3, "arelu": 0.3} if moves is None else moves
+    out = []
+    for (depth, teacher, student), accs in cells.items():
+        for seed, acc in enumerate(accs):
+            out.append({"depth": depth, "teacher": teacher, "student": student, "seed": seed, "fold": 0,
+                        "test_acc": acc, "majority_rate": majority, "alphas": [],
+                        "trajectory": _traj(moves[student], depth) if student in moves else []})
+    return out
+
+
+def test_paired_differences_by_hand():
+    cfg = Table1Config(depths=(1,), teachers=("relu",), seeds=(0, 1, 2), students=("sigmoid", "agumbel"))
+    r = Table1Result(config=cfg, rows=_rows({(1, "relu", "agumbel"): [0.95, 0.97, 0.99],
+                                             (1, "relu", "sigmoid"): [0.90, 0.93, 0.95]}))
+    (row,) = r.paired("agumbel", "sigmoid")
+    # differences 5, 4, 4: mean 13/3, sd sqrt(1/3), se 1/3
+    assert row["per run"] == "+5.0 +4.0 +4.0" and row["n"] == 3
+    assert row["mean"] == pytest.approx(13 / 3) and row["se"] == pytest.approx(1 / 3)
+    assert row["reading"] == "better" and row["paper"] == pytest.approx(97.4 - 96.1)
+
+
+def test_claims_rule_a_b_c():
+    cells = {  # (a) AGumb better than Sig in both cells
+        (1, "relu", "agumbel"): [0.95, 0.97, 0.99], (1, "relu", "sigmoid"): [0.90, 0.93, 0.95],
+        (8, "relu", "agumbel"): [0.80, 0.82, 0.84], (8, "relu", "sigmoid"): [0.70, 0.71, 0.73],
+        # (b) 1 layer: AReLU - ReLU = +0.5, +0.5, +0.6 points: within 1 point
+        (1, "relu", "arelu"): [0.965, 0.975, 0.986], (1, "relu", "relu"): [0.960, 0.970, 0.980],
+        # (c) 8 layers: AReLU stuck at the majority rate in two runs: worse than ReLU
+        (8, "relu", "arelu"): [0.50, 0.51, 0.88], (8, "relu", "relu"): [0.86, 0.87, 0.87],
+    }
+    cfg = Table1Config(depths=(1, 8), teachers=("relu",), seeds=(0, 1, 2))
+    r = Table1Result(config=cfg, rows=_rows(cells))
+    v = {x["claim"]: x for x in r.verdicts()}["F-T1-CLAIMS"]
+    assert v["verdict"] == "mixed"  # (a) and (b) hold, (c) does not
+    assert "(a) AGumb - Sig better in 2/2" in v["evidence"]
+    assert "(b) |AReLU - ReLU| <= 1 in 1/1 1-layer" in v["evidence"]
+    assert "(c) AReLU - ReLU better in 0/1 8-layer" in v["evidence"]
+    # the two stuck runs are within 2 points of the majority rate (50 %); 88 % is not
+    plateau = r.plateau_runs()
+    assert [(p["student"], p["seed"]) for p in plateau] == [("arelu", 0), ("arelu", 1)]
+    side = {(s["layers"], s["student"]): s for s in r.side_by_side()}
+    assert side[(8, "AReLU")]["runs at majority"] == 2 and side[(8, "ReLU")]["runs at majority"] == 0
+    t1 = {x["claim"]: x for x in r.verdicts()}["F-T1"]
+    # within 2 points of the paper's Table 1: 1-layer AGumb 97.0 (97.4), ReLU 97.0 (98.2), AReLU 97.5 (98.0)
+    assert t1["evidence"].startswith("3 of 8 cells within 2 points of the paper")
+    assert "AReLU 63.0 vs 89.9" in t1["evidence"]  # the largest gap
+    assert "2 of 24 runs within 2 points of the majority rate" in t1["evidence"]
+    assert t1["verdict"].startswith("mixed: at another setting") and "balanced labels" in t1["verdict"]
+
+
+def test_claims_need_a_spread():
+    cfg = Table1Config(depths=(1,), teachers=("relu",), seeds=(0,), students=("sigmoid", "agumbel"))
+    r = Table1Result(config=cfg, rows=_rows({(1, "relu", "agumbel"): [0.95], (1, "relu", "sigmoid"): [0.90]}))
+    v = {x["claim"]: x for x in r.verdicts()}["F-T1-CLAIMS"]
+    assert v["verdict"].startswith("inconclusive") and "one run" in v["evidence"]
+
+
+def test_f2_reads_the_one_layer_nets_only():
+    cfg = Table1Config(depths=(1, 8), teachers=("relu",), seeds=(0,), students=("agumbel", "arelu"))
+
+    def row(depth, student, alphas):
+        return {"depth": depth, "teacher": "relu", "student": student, "seed": 0, "fold": 0, "test_acc": 0.9,
+                "majority_rate": 0.5, "alphas": alphas, "trajectory": _traj(1.0, len(alphas))}
+
+    rows = [row(1, "agumbel", [[0.2, 0.3, 0.4, 0.5]]), row(1, "arelu", [[2.0, 3.0, 4.0, 5.0]]),
+            # deep nets whose alphas overlap: they would make the pooled ranges overlap
+            row(8, "agumbel", [[1.0, 2.0, 3.0, 4.0]] * 8), row(8, "arelu", [[0.3, 0.4, 0.5, 0.6]] * 8)]
+    v = {x["claim"]: x for x in Table1Result(config=cfg, rows=rows).verdicts()}["F-F2"]
+    assert v["verdict"] == "reproduced" and "1-layer nets" in v["evidence"] and "(n = 4)" in v["evidence"]
+
+
+def test_f34_early_layers_vary_more_and_static_runs_are_left_out():
+    depth = 4
+    cfg = Table1Config(depths=(depth,), teachers=("relu",), seeds=(0, 1), students=("agumbel", "arelu"))
+    early = [[0.25, 0.5, 2.0, 4.0]] * 2  # log alpha spread wide and far from 0
+    late = [[0.9, 1.0, 1.0, 1.1]] * 2  # near alpha = 1
+    rows = []
+    for student, layers in (("agumbel", early + late), ("arelu", late + early)):
+        rows.append({"depth": depth, "teacher": "relu", "student": student, "seed": 0, "fold": 0,
+                     "test_acc": 0.9, "majority_rate": 0.5, "alphas": layers, "trajectory": _traj(1.0, depth)})
+        # a static run (alphas at 1, trajectory flat) that would dilute the averages if counted
+        rows.append({"depth": depth, "teacher": "relu", "student": student, "seed": 1, "fold": 0,
+                     "test_acc": 0.5, "majority_rate": 0.5, "alphas": [[1.0] * 4] * depth,
+                     "trajectory": _traj(0.0, depth)})
+    r = Table1Result(config=cfg, rows=rows)
+    spread = {(s["student"], s["layer"]): s for s in r.alpha_spread()}
+    assert spread[("agumbel", 1)]["runs"] == 1  # the static run is left out
+    logs = [math.log(a) for a in early[0]]
+    m = sum(logs) / 4
+    assert spread[("agumbel", 1)]["sd_log_alpha"] == pytest.approx(math.sqrt(sum((x - m) ** 2 for x in logs) / 3))
+    assert spread[("agumbel", 1)]["mean_abs_log_alpha"] == pytest.approx(sum(map(abs, logs)) / 4)
+    v = {x["claim"]: x for x in r.verdicts()}["F-F34"]
+    assert v["verdict"] == "mixed"  # holds for AGumb (early layers vary), not for AReLU (late ones do)
+    assert "AGumb/ReLU teacher (1 run(s))" in v["evidence"] and "(holds)" in v["evidence"]
+    summary = {s["student"]: s for s in r.movement_summary()}
+    assert summary["AGumb"]["runs"] == 2 and summary["AGumb"]["runs moved"] == 1
+    assert summary["AGumb"]["largest |change of log alpha|"] == pytest.approx(1.0)
+
+
+def test_teachers_table_reports_the_papers_rule(tmp_path):
+    from ashlib.experiments import run_experiment
+
+    res = run_experiment("farhadi-table1", "quick", seeds=(0,), progress=False, n_samples=300, epochs=1,
+                         depths=(8,), teachers=("sigmoid",), students=("relu",))
+    (row,) = res.teachers()
+    ref = make_teacher_data(n_samples=300, depth=8, activation="sigmoid", seed=0, label="threshold", min_minority=0)
+    assert row["labels"] == "median" and row["label 1 (%)"] == 50.0 and row["majority (%)"] == 50.0
+    assert row["label 1 at p > 0.5 (%)"] == pytest.approx(100 * ref.positive_fraction)
+    (run,) = res.rows
+    assert run["majority_rate"] == max(res.side_by_side()[0]["majority"] / 100, 0.5)

@@ -70,10 +70,11 @@ def table1_figure(result: "Table1Result") -> Figure:
 
 
 @style.styled
-def alpha_histogram(result: "Table1Result") -> Figure:
+def alpha_histogram(result: "Table1Result", depth: int | None = None) -> Figure:
     """Figure 2 of the paper, rebuilt: histogram of the fitted alphas (log10) of the AGumb and AReLU
-    students, all layers, runs and teachers pooled."""
-    rows = result.alpha_rows()
+    students, all layers, runs and teachers pooled; only the nets of ``depth`` hidden layers if given
+    (the paper's Figure 2 shows the 1-layer nets)."""
+    rows = result.alpha_rows(depth=depth)
     fig = Figure(figsize=(style.WIDTH, 3.6))
     ax = fig.add_subplot(111)
     vals = {s: np.log10([r["alpha"] for r in rows if r["student"] == s]) for s in ("agumbel", "arelu")}
@@ -87,7 +88,8 @@ def alpha_histogram(result: "Table1Result") -> Figure:
     ax.set_ylabel("neurons (count)")
     style.legend_outside(ax)
     ax.set_title("Fitted alphas (cf. Farhadi et al. Fig. 2)")
-    _footer(fig, f"profile {result.config.profile}; seeds {list(result.config.seeds)}; all depths and teachers")
+    where = "all depths" if depth is None else f"{depth}-layer nets"
+    _footer(fig, f"profile {result.config.profile}; seeds {list(result.config.seeds)}; {where}, both teachers")
     fig.tight_layout()
     return fig
 
