@@ -193,11 +193,17 @@ def test_f34_early_layers_vary_more_and_static_runs_are_left_out():
                      "test_acc": 0.9, "majority_rate": 0.5, "alphas": layers, "trajectory": _traj(1.0, depth)})
         # a static run (alphas at 1, trajectory flat) that would dilute the averages if counted
         rows.append({"depth": depth, "teacher": "relu", "student": student, "seed": 1, "fold": 0,
-                     "test_acc": 0.5, "majority_rate": 0.5, "alphas": [[1.0] * 4] * depth,
+                     "test_acc": 0.9, "majority_rate": 0.5, "alphas": [[1.0] * 4] * depth,
                      "trajectory": _traj(0.0, depth)})
+        # a run whose alphas moved but which stayed on the majority plateau (51 % against 50 %)
+        rows.append({"depth": depth, "teacher": "relu", "student": student, "seed": 2, "fold": 0,
+                     "test_acc": 0.51, "majority_rate": 0.5, "alphas": [[3.0, 0.1, 1.0, 1.0]] * depth,
+                     "trajectory": _traj(1.0, depth)})
     r = Table1Result(config=cfg, rows=rows)
+    assert [x["seed"] for x in rows if r.adapted(x)] == [0, 0]
     spread = {(s["student"], s["layer"]): s for s in r.alpha_spread()}
-    assert spread[("agumbel", 1)]["runs"] == 1  # the static run is left out
+    assert spread[("agumbel", 1)]["runs"] == 1  # the static run and the stuck run are left out
+    assert {s["runs"] for s in r.alpha_spread(adapted_only=False)} == {3}
     logs = [math.log(a) for a in early[0]]
     m = sum(logs) / 4
     assert spread[("agumbel", 1)]["sd_log_alpha"] == pytest.approx(math.sqrt(sum((x - m) ** 2 for x in logs) / 3))
@@ -206,7 +212,7 @@ def test_f34_early_layers_vary_more_and_static_runs_are_left_out():
     assert v["verdict"] == "mixed"  # holds for AGumb (early layers vary), not for AReLU (late ones do)
     assert "AGumb/ReLU teacher (1 run(s))" in v["evidence"] and "(holds)" in v["evidence"]
     summary = {s["student"]: s for s in r.movement_summary()}
-    assert summary["AGumb"]["runs"] == 2 and summary["AGumb"]["runs moved"] == 1
+    assert summary["AGumb"]["runs"] == 3 and summary["AGumb"]["runs moved"] == 2
     assert summary["AGumb"]["largest |change of log alpha|"] == pytest.approx(1.0)
 
 
@@ -221,3 +227,11 @@ def test_teachers_table_reports_the_papers_rule(tmp_path):
     assert row["label 1 at p > 0.5 (%)"] == pytest.approx(100 * ref.positive_fraction)
     (run,) = res.rows
     assert run["majority_rate"] == max(res.side_by_side()[0]["majority"] / 100, 0.5)
+
+
+def test_f34_without_a_learning_deep_student_is_not_tested():
+    cfg = Table1Config(depths=(2,), teachers=("relu",), seeds=(0,), students=("agumbel", "arelu"))
+    rows = [{"depth": 2, "teacher": "relu", "student": s, "seed": 0, "fold": 0, "test_acc": 0.5,
+             "majority_rate": 0.5, "alphas": [[2.0, 0.5]] * 2, "trajectory": _traj(0.7, 2)} for s in ("agumbel", "arelu")]
+    v = {x["claim"]: x for x in Table1Result(config=cfg, rows=rows).verdicts()}["F-F34"]
+    assert v["verdict"].startswith("not tested") and "no run learned" in v["evidence"]

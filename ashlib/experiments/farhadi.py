@@ -414,23 +414,29 @@ class Table1Result(ExperimentResult):
                                 "alpha": a})
         return out
 
-    def alpha_spread(self, depth: int | None = None, moved_only: bool = True) -> list[dict[str, Any]]:
+    def adapted(self, row: dict[str, Any]) -> bool:
+        """Whether a run adapted: some alpha moved by ``MOVE_THRESHOLD`` or more from its start and the
+        student learned (its test accuracy is more than ``PLATEAU_MARGIN`` points above the majority rate)."""
+        learned = 100 * row["test_acc"] > 100 * row["majority_rate"] + PLATEAU_MARGIN
+        return learned and (_run_movement(row) or 0.0) >= MOVE_THRESHOLD
+
+    def alpha_spread(self, depth: int | None = None, adapted_only: bool = True) -> list[dict[str, Any]]:
         """Per (student, teacher, layer) of the deepest nets: the spread of the fitted alphas.
 
         ``sd_log_alpha``: standard deviation of log(alpha) over the layer's neurons, averaged
         over runs (how different the layer's activations are from each other);
         ``mean_abs_log_alpha``: mean |log alpha| (how far they moved from the initial alpha = 1).
-        ``moved_only``: average only over the runs in which some alpha moved by ``MOVE_THRESHOLD`` or
-        more (a run whose alphas stayed at 1, such as a student stuck at the majority rate, says nothing
-        about which layers adapt); ``runs`` counts the runs averaged.
+        ``adapted_only``: average only over the runs that adapted (:meth:`adapted`: some alpha moved and
+        the student learned more than the label balance); a run whose alphas stayed at 1, or a student
+        stuck at the majority rate, says nothing about which layers adapt. ``runs`` counts the runs averaged.
         """
         depth = max(self.config.depths) if depth is None else depth
         out = []
         for student in self.config.students:
             for teacher in self.config.teachers:
                 runs = [r for r in self._runs(depth, teacher, student) if r.get("alphas")]
-                if moved_only:
-                    runs = [r for r in runs if (_run_movement(r) or 0.0) >= MOVE_THRESHOLD]
+                if adapted_only:
+                    runs = [r for r in runs if self.adapted(r)]
                 if not runs:
                     continue
                 for layer in range(depth):
@@ -512,7 +518,8 @@ class Table1Result(ExperimentResult):
           log alpha of the AGumb and AReLU students do not overlap: reproduced; they overlap but the
           medians differ by more than the larger IQR half-width: mixed; else not reproduced.
         - F-F34 (Figures 3-4: early layers vary more, late layers change little): in the deepest nets, for
-          each adaptive student and teacher, over the runs whose alphas moved (:meth:`alpha_spread`), the
+          each adaptive student and teacher, over the runs that adapted (:meth:`adapted`: alphas moved and
+          accuracy above the majority plateau; a pair without such a run is left out), the
           first half of the layers exceeds the second half both in the spread of log alpha among a layer's
           neurons (``sd_log_alpha``) and in the distance from the start (``mean_abs_log_alpha``). Every
           (student, teacher): reproduced; none: not reproduced; else mixed.
@@ -634,17 +641,19 @@ class Table1Result(ExperimentResult):
         depth = max(self.config.depths)
         half = depth // 2
         spread = self.alpha_spread(depth)
-        res, static = [], []
+        res, static, stuck = [], [], []
         for student in ADAPTIVE:
             for teacher in self.config.teachers:
                 layers = [s for s in spread if (s["student"], s["teacher"]) == (student, teacher)]
                 label = f"{SHORT_NAMES[student]}/{SHORT_NAMES.get(teacher, teacher)} teacher"
                 if half < 1 or student not in self.config.students:
                     continue
-                if len(layers) != depth:  # no run of this pair moved its alphas
+                if len(layers) != depth:  # no run of this pair adapted
                     m = self.max_movement((student,), depth=depth, teacher=teacher)
-                    if m is not None:
+                    if m is not None and m < MOVE_THRESHOLD:
                         static.append(f"{label}: not tested, alpha moved {m:.3f}")
+                    elif m is not None:
+                        stuck.append(f"{label}: left out, no run learned beyond the majority rate")
                     continue
 
                 def halves(key: str) -> tuple[float, float]:
@@ -656,12 +665,17 @@ class Table1Result(ExperimentResult):
                             f"distance {mv[0]:.2f} vs {mv[1]:.2f}", sd[0] > sd[1] and mv[0] > mv[1]))
         if res:
             verdict = _share_verdict(sum(r[1] for r in res), len(res), "reproduced", "not reproduced")
+        elif static:
+            verdict = NOT_TESTED_STATIC
+        elif stuck:
+            verdict = "not tested: no deep adaptive student learned beyond the majority rate"
         else:
-            verdict = NOT_TESTED_STATIC if static else "not rerun here"
+            verdict = "not rerun here"
         return {"claim": "F-F34",
-                "evidence": (f"{depth}-layer nets, first vs second half of the layers, over the runs whose alphas "
-                             "moved: " + "; ".join([r[0] + (" (holds)" if r[1] else " (does not hold)") for r in res]
-                                                   + static)),
+                "evidence": (f"{depth}-layer nets, first vs second half of the layers, over the runs that adapted "
+                             "(alphas moved, accuracy above the majority plateau): "
+                             + "; ".join([r[0] + (" (holds)" if r[1] else " (does not hold)") for r in res]
+                                         + static + stuck)),
                 "verdict": verdict}
 
 

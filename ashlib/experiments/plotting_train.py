@@ -95,13 +95,15 @@ def alpha_histogram(result: "Table1Result", depth: int | None = None) -> Figure:
 
 
 @style.styled
-def learned_activations(result: "Table1Result", student: str, teacher: str | None = None) -> Figure:
+def learned_activations(result: "Table1Result", student: str, teacher: str | None = None,
+                        seed: int | None = None) -> Figure:
     """Figures 3 and 4 of the paper, rebuilt: the learned activation of every neuron, one panel per
-    layer of the deepest student, from the first seed and fold (grey: the activation at alpha = 1)."""
+    layer of the deepest student, from the first fold of ``seed`` (default: the first seed; grey: the
+    activation at alpha = 1)."""
     depth = max(result.config.depths)
     teacher = teacher or result.config.teachers[-1]
     run = next((r for r in result.rows if (r["depth"], r["teacher"], r["student"]) == (depth, teacher, student)
-                and r.get("alphas")), None)
+                and r.get("alphas") and (seed is None or r["seed"] == seed)), None)
     cols = min(depth, 4)
     rows_n = math.ceil(depth / cols)
     fig = Figure(figsize=(style.WIDTH, 1.9 * rows_n + 0.9))
