@@ -451,10 +451,47 @@ class Table1Result(ExperimentResult):
                                 "runs": len(runs)})
         return out
 
+    def layer_halves(self, depth: int | None = None) -> list[dict[str, Any]]:
+        """Do the early layers' alphas vary more? Per (adaptive student, teacher) of the deepest nets, over
+        the runs that adapted (:meth:`adapted`): in each run, the first half of the layers minus the second
+        half of (``spread``) the standard deviation of log alpha among a layer's neurons and (``distance``)
+        the mean |log alpha| (distance from the start alpha = 1), each averaged over the half's layers;
+        the per-run differences, their mean, se and reading (:func:`paired_reading`: better / worse / tie
+        at two standard errors, "one run" without a spread)."""
+        depth = max(self.config.depths) if depth is None else depth
+        half = depth // 2
+        out = []
+        if half < 1:
+            return out
+        for student in ADAPTIVE:
+            for teacher in self.config.teachers:
+                runs = [r for r in self._runs(depth, teacher, student) if r.get("alphas") and self.adapted(r)]
+                if not runs:
+                    continue
+                diffs: dict[str, list[float]] = {"spread": [], "distance": []}
+                for r in runs:
+                    sd, dist = [], []
+                    for values in r["alphas"]:
+                        logs = [math.log(a) for a in values]
+                        m = sum(logs) / len(logs)
+                        sd.append(math.sqrt(sum((v - m) ** 2 for v in logs) / max(len(logs) - 1, 1)))
+                        dist.append(sum(abs(v) for v in logs) / len(logs))
+                    for key, vals in (("spread", sd), ("distance", dist)):
+                        diffs[key].append(sum(vals[:half]) / half - sum(vals[half:]) / (depth - half))
+                row: dict[str, Any] = {"student": SHORT_NAMES[student], "teacher": SHORT_NAMES.get(teacher, teacher),
+                                       "runs": len(runs)}
+                for key, d in diffs.items():
+                    st = mean_sd_se(d)
+                    row.update({f"{key} per run": " ".join(f"{x:+.2f}" for x in d), f"{key} mean": st["mean"],
+                                f"{key} se": st["se"], f"{key} reading": paired_reading(st["mean"], st["se"])})
+                out.append(row)
+        return out
+
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         runs = [{k: v for k, v in r.items() if k not in ("alphas", "trajectory")} for r in self.rows]
         return {"runs": runs, "summary": self.summary(), "table1": self.wide(), "alphas": self.alpha_rows(),
-                "alpha_spread": self.alpha_spread(), "datasets": self.datasets, "per_run": self.per_run(),
+                "alpha_spread": self.alpha_spread(), "layer_halves": self.layer_halves(), "datasets": self.datasets,
+                "per_run": self.per_run(),
                 "side_by_side": self.side_by_side(), "trajectories": self.trajectories(),
                 "movement": self.movement(), "movement_summary": self.movement_summary(),
                 "paired_agumbel_sigmoid": self.paired("agumbel", "sigmoid"),
@@ -519,10 +556,13 @@ class Table1Result(ExperimentResult):
           medians differ by more than the larger IQR half-width: mixed; else not reproduced.
         - F-F34 (Figures 3-4: early layers vary more, late layers change little): in the deepest nets, for
           each adaptive student and teacher, over the runs that adapted (:meth:`adapted`: alphas moved and
-          accuracy above the majority plateau; a pair without such a run is left out), the
-          first half of the layers exceeds the second half both in the spread of log alpha among a layer's
-          neurons (``sd_log_alpha``) and in the distance from the start (``mean_abs_log_alpha``). Every
-          (student, teacher): reproduced; none: not reproduced; else mixed.
+          accuracy above the majority plateau), two checks on the per-run differences first half of the
+          layers minus second half (:meth:`layer_halves`): the spread of log alpha among a layer's neurons
+          ("more variable") and the distance from the start, mean |log alpha| ("the last layers do not change
+          much"); a check holds when it reads "better" (mean above two standard errors). Every check of every
+          pair judged holds: reproduced; none: not reproduced; else mixed. A pair without a run that adapted,
+          or with only one, is left out; with none judged the verdict is "not tested" (nothing adapted) or
+          "inconclusive" (one run each).
         - Adaptive parameters must have moved (issue 12): a comparison of F-T1-CLAIMS or F-F34 in a cell
           where no alpha of the adaptive student moved by ``MOVE_THRESHOLD`` (0.05 in log alpha,
           :mod:`ashlib.analysis.trajectories`) is left out; with none left the verdict is
@@ -639,16 +679,15 @@ class Table1Result(ExperimentResult):
 
     def _verdict_f34(self) -> dict[str, str]:
         depth = max(self.config.depths)
-        half = depth // 2
-        spread = self.alpha_spread(depth)
-        res, static, stuck = [], [], []
+        res, res_ok, static, stuck, single = [], [], [], [], []
+        halves = {(h["student"], h["teacher"]): h for h in self.layer_halves(depth)}
         for student in ADAPTIVE:
             for teacher in self.config.teachers:
-                layers = [s for s in spread if (s["student"], s["teacher"]) == (student, teacher)]
                 label = f"{SHORT_NAMES[student]}/{SHORT_NAMES.get(teacher, teacher)} teacher"
-                if half < 1 or student not in self.config.students:
+                if depth < 2 or student not in self.config.students:
                     continue
-                if len(layers) != depth:  # no run of this pair adapted
+                h = halves.get((SHORT_NAMES[student], SHORT_NAMES.get(teacher, teacher)))
+                if h is None:  # no run of this pair adapted
                     m = self.max_movement((student,), depth=depth, teacher=teacher)
                     if m is not None and m < MOVE_THRESHOLD:
                         static.append(f"{label}: not tested, alpha moved {m:.3f}")
@@ -656,15 +695,21 @@ class Table1Result(ExperimentResult):
                         stuck.append(f"{label}: left out, no run learned beyond the majority rate")
                     continue
 
-                def halves(key: str) -> tuple[float, float]:
-                    return (sum(s[key] for s in layers[:half]) / half,
-                            sum(s[key] for s in layers[half:]) / (depth - half))
+                def text(key: str) -> str:
+                    se = "-" if h[f"{key} se"] is None else f"{h[f'{key} se']:.2f}"
+                    return f"{key} {h[f'{key} mean']:+.2f} ± {se} ({h[f'{key} reading']})"
 
-                sd, mv = halves("sd_log_alpha"), halves("mean_abs_log_alpha")
-                res.append((f"{label} ({layers[0]['runs']} run(s)): spread {sd[0]:.2f} vs {sd[1]:.2f}, "
-                            f"distance {mv[0]:.2f} vs {mv[1]:.2f}", sd[0] > sd[1] and mv[0] > mv[1]))
+                line = f"{label} ({h['runs']} run(s)): {text('spread')}, {text('distance')}"
+                if h["spread reading"] == "one run":
+                    single.append(line + ": left out, one run")
+                    continue
+                ok = [h["spread reading"] == "better", h["distance reading"] == "better"]
+                res.append(line + (" (both hold)" if all(ok) else " (one holds)" if any(ok) else " (neither holds)"))
+                res_ok += ok
         if res:
-            verdict = _share_verdict(sum(r[1] for r in res), len(res), "reproduced", "not reproduced")
+            verdict = _share_verdict(sum(res_ok), len(res_ok), "reproduced", "not reproduced")
+        elif single:
+            verdict = "inconclusive: one adapted run per pair, no spread to read a difference against"
         elif static:
             verdict = NOT_TESTED_STATIC
         elif stuck:
@@ -672,10 +717,9 @@ class Table1Result(ExperimentResult):
         else:
             verdict = "not rerun here"
         return {"claim": "F-F34",
-                "evidence": (f"{depth}-layer nets, first vs second half of the layers, over the runs that adapted "
-                             "(alphas moved, accuracy above the majority plateau): "
-                             + "; ".join([r[0] + (" (holds)" if r[1] else " (does not hold)") for r in res]
-                                         + static + stuck)),
+                "evidence": (f"{depth}-layer nets, first half of the layers minus second half, per run that adapted "
+                             "(alphas moved, accuracy above the majority plateau): " + "; ".join(res + single + static
+                                                                                                 + stuck)),
                 "verdict": verdict}
 
 
