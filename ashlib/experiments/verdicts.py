@@ -69,7 +69,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     **{c: ("notebook", "01_ash_derivation") for c in (
         "ASH-DEF", "ASH-H", "ASH-TANH", "ASH-A2A3", "ASH-A5A6", "ASH-A7", "ASH-F7", "ASH-TRAIN")},
     **{c: ("notebook", "02_adaptive_gumbel_relu") for c in ("F-LOGIT", "F-THM1", "F-EQ6")},
-    "ASH-COST": ("notebook", "07_performance"),
+    "ASH-COST": ("experiment", "ash-cost"),
     **{c: ("experiment", "ash-resnet") for c in ("ASH-CURVES", "ASH-DEPTH", "ASH-P2")},
     "ASH-ABL": ("experiment", "ash-ablation"),
     # computed by ashlib.experiments.ash_resnet.gradcam_verdict on the trained ash-resnet networks
