@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ashlib.experiments.ash_cost import CANDIDATES, AshCostConfig, AshCostResult, _candidates, ash_formula
+from ashlib.experiments.ash_cost import CANDIDATES, AshCostConfig, AshCostResult, candidates, ash_formula
 
 
 def _timings(fused_fwd, fused_fb, formula_fwd, formula_fb, exact=1.0):
@@ -32,7 +32,7 @@ def test_rule(t, word):
 def test_candidates_compute_ash_and_the_same_top_half():
     torch.manual_seed(0)
     x = torch.randn(4, 3, 8, 8)
-    f = _candidates()
+    f = candidates()
     assert tuple(f) == CANDIDATES
     z, a = torch.tensor(0.0), torch.tensor(1.0)
     assert torch.allclose(f["ASH, fused"](x), ash_formula(x, z, a), atol=1e-5)

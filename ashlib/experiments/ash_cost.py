@@ -39,7 +39,7 @@ from ..train import set_threads
 from .registry import ExperimentResult, environment, register
 from .runstore import RunStore
 
-__all__ = ["AshCostConfig", "AshCostResult", "run_ash_cost", "CANDIDATES", "ash_formula"]
+__all__ = ["AshCostConfig", "AshCostResult", "run_ash_cost", "CANDIDATES", "ash_formula", "candidates", "time_candidates"]
 
 Z, ALPHA, K = 0.0, 1.0, 0.5  # z_k = 0 keeps half of a normal map; exact top-k keeps the same half
 
@@ -52,7 +52,7 @@ def ash_formula(x: Tensor, z: Tensor, a: Tensor) -> Tensor:
     return x * torch.sigmoid(2 * a * (x - mu - z * sigma))
 
 
-def _candidates() -> dict[str, Callable[[Tensor], Tensor]]:
+def candidates() -> dict[str, Callable[[Tensor], Tensor]]:
     z = torch.tensor(Z, requires_grad=True)
     a = torch.tensor(ALPHA, requires_grad=True)
     return {
@@ -65,7 +65,7 @@ def _candidates() -> dict[str, Callable[[Tensor], Tensor]]:
 
 
 #: the candidates timed (names as in the tables)
-CANDIDATES = tuple(_candidates())
+CANDIDATES = tuple(candidates())
 ASH_IMPLS = ("ASH, fused", "ASH, one-line formula")
 EXACT = ("exact top-k, kthvalue", "exact top-k, topk+scatter")
 
@@ -114,7 +114,7 @@ def time_candidates(x: Tensor, repeats: int) -> dict[str, dict[str, float]]:
     """Median seconds of each candidate on ``x``, forward (no grad) and forward + backward, interleaved."""
     if repeats < 3:
         raise ValueError(f"repeats={repeats}; must be >= 3")
-    fns = _candidates()
+    fns = candidates()
     g = torch.randn_like(x)
     runs: dict[str, dict[str, list[float]]] = {k: {"forward": [], "forward+backward": []} for k in fns}
 
