@@ -86,7 +86,7 @@ class VerdictTable(SphinxDirective):
         table = nodes.table(classes=["verdict-table"])
         group = nodes.tgroup(cols=len(cols))
         table += group
-        for width in ([12, 40, 48] if len(cols) == 3 else [15, 85]):
+        for width in ([14, 38, 48] if len(cols) == 3 else [18, 82]):
             group += nodes.colspec(colwidth=width)
         head = nodes.thead()
         group += head
