@@ -184,11 +184,10 @@ def _tiny_ledger(tmp_path):
 
 
 def test_show_verdicts_refuses_a_page_that_disagrees(tmp_path, monkeypatch):
-    pytest.importorskip("pandas")
     _tiny_ledger(tmp_path)
     monkeypatch.delenv(V.UPDATE_ENV, raising=False)
-    df = V.show_verdicts([V.Verdict("ASH-H", "proved", "e", "x")], root=tmp_path)
-    assert list(df["verdict"]) == ["proved"]
+    shown = V.show_verdicts([V.Verdict("ASH-H", "proved", "e", "x")], root=tmp_path)
+    assert "| ASH-H | proved | e |" in shown._repr_markdown_()
     with pytest.raises(V.LedgerMismatch, match="ASH-H: this page computes 'refuted'"):
         V.show_verdicts([V.Verdict("ASH-H", "refuted", "e", "x")], root=tmp_path)
     # a claim decided elsewhere (a check function) cannot be changed from a page, even when updating
@@ -198,7 +197,6 @@ def test_show_verdicts_refuses_a_page_that_disagrees(tmp_path, monkeypatch):
 
 
 def test_show_verdicts_updates_a_notebook_claim_on_request(tmp_path, monkeypatch):
-    pytest.importorskip("pandas")
     _tiny_ledger(tmp_path)
     monkeypatch.setenv(V.UPDATE_ENV, "1")
     V.show_verdicts([V.Verdict("ASH-H", "refuted", "new evidence", "")], root=tmp_path)

@@ -623,7 +623,7 @@ def _as_verdicts(rows: Iterable[Any], source: str) -> list[Verdict]:
     return out
 
 
-def show_verdicts(rows: Iterable[Any], source: str = "", root: str | Path | None = None):
+def show_verdicts(rows: Iterable[Any], source: str = "", root: str | Path | None = None, caption: str | None = None):
     """A page's verdict table, checked against the ledger: what every notebook's final cell calls.
 
     ``rows`` are :class:`Verdict` objects or ``{"claim", "verdict", "evidence"}`` rows (a stored
@@ -631,7 +631,8 @@ def show_verdicts(rows: Iterable[Any], source: str = "", root: str | Path | None
     ("notebook", name)``), the verdict computed here *is* the source: with ``$ASHLIB_UPDATE_LEDGER=1``
     it is written into the ledger, otherwise it must equal the ledger's entry. For every other
     claim the row must equal the ledger's entry (the page shows what the single source decided).
-    Returns the table (pandas DataFrame: claim, verdict, evidence).
+    Returns the table (:func:`ashlib.experiments.report.table`: claim, verdict, evidence; a Markdown
+    table in the book, plain text in a terminal), with ``caption``.
 
     Raises:
         LedgerMismatch: a verdict or its evidence differs from the ledger; the message says
@@ -667,7 +668,7 @@ def show_verdicts(rows: Iterable[Any], source: str = "", root: str | Path | None
                              + "\n  ".join(problems) + f"\nIf the change is intended, {how}.")
     if changed:
         write_ledger({**ledger, **changed}, root)
-    import pandas as pd  # noqa: PLC0415 (optional)
+    from .report import table  # noqa: PLC0415
 
-    return pd.DataFrame([{"claim": v.claim, "verdict": v.verdict, "evidence": v.evidence} for v in verdicts],
-                        columns=["claim", "verdict", "evidence"])
+    return table([{"claim": v.claim, "verdict": v.verdict, "evidence": v.evidence} for v in verdicts],
+                 columns=["claim", "verdict", "evidence"], caption=caption)
