@@ -181,7 +181,7 @@ class AshCostResult(ExperimentResult):
             for impl in ASH_IMPLS:
                 for mode in ("forward", "forward+backward"):
                     mine = [c for c in cases if c["ash"] == impl and c["mode"] == mode]
-                    ok = [c["workload"].split(" ")[0] for c in mine if c["holds"]]
+                    ok = [c["workload"] for c in mine if c["holds"]]
                     parts.append(f"{impl.split(', ')[1]} ASH {mode}: " + ("every workload" if len(ok) == len(mine)
                                                                            else "none" if not ok else ", ".join(ok)))
             word = f"mixed: ASH is cheaper than exact top-k in {len(held)} of {len(cases)} cases (" + "; ".join(parts) + ")"
