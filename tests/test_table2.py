@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset
 
 from ashlib.experiments import run_experiment
 from ashlib.experiments.farhadi import (TABLE2_PAPER, Table2Config, Table2Result, balanced_head, load_table2_data,
-                                        table2_best)
+                                        table2_best, table2_verdict_rules)
 from ashlib.experiments.verdicts import NOT_TESTED_STATIC, VERDICT_WORDS
 
 ADAPTIVE = {"agumbel", "arelu"}
@@ -194,3 +194,12 @@ def test_trajectories_name_the_layers():
     summ = {(s["conv"], s["fc"], s["layer"]): s for s in res.movement_summary()}
     assert summ[("arelu", "agumbel", "fc")]["alpha_end"] == pytest.approx(math.exp(0.2))
     assert summ[("arelu", "agumbel", "fc")]["max_log_move"] == pytest.approx(0.2)
+
+
+def test_the_rules_shown_are_the_docstrings():
+    rules = table2_verdict_rules()
+    for claim in ("- F-T2 ", "- F-T2-CLAIM ", "AGumb/AGumb above Sig/Sig"):
+        assert claim in rules
+    assert "``" not in rules and ":func:" not in rules and ":data:" not in rules
+    # roles become code spans with the last name only
+    assert "`MOVE_THRESHOLD`" in rules and "`table2_best` of `TABLE2_PAPER`" in rules
