@@ -858,7 +858,7 @@ class Table2Result(ExperimentResult):
 
         rows = [{**t, "pair": f"conv {_short(t['conv'])}, FC {_short(t['fc'])}",
                  "line": f"{t['layer']} ({_short(t['act'])})"} for t in self.trajectories()]
-        return trajectory_figure(rows, panel=("pair",), line=("line",),
+        return trajectory_figure(rows, panel=("pair",), line=("line",), panel_width=2.4, panel_height=2.2,
                                  title=f"alpha over training ({self.config.dataset_label}, {self.config.profile} "
                                        f"profile, act_lr {self.config.act_lr:g})")
 
