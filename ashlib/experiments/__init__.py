@@ -17,7 +17,8 @@ from .registry import (Experiment, ExperimentResult, environment, experiment_nam
 
 #: Modules that register experiments when imported; add new experiment modules here.
 BUILTIN_MODULES = ("ashlib.experiments.farhadi",
-                   "ashlib.experiments.ash_resnet", "ashlib.experiments.ash_dcgan")  # issue 5
+                   "ashlib.experiments.ash_resnet", "ashlib.experiments.ash_dcgan",  # issue 5
+                   "ashlib.experiments.ash_seg")  # issue 12, part 4
 
 __all__ = ["PROFILES", "DEFAULT_PROFILE", "current_profile", "Experiment", "ExperimentResult", "register",
            "get_experiment", "experiment_names", "make_config", "run_experiment", "environment",
