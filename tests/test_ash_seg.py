@@ -278,6 +278,16 @@ def test_tiny_run_end_to_end(tiny):
     assert len({t["site"] for t in ash}) == 4 * 2 - 2
     v = res.verdicts()[0]
     assert v["claim"] == "ASH-SEG" and any(v["verdict"].startswith(w) for w in VERDICT_WORDS)
+    from statistics import NormalDist
+
+    params = res.ash_parameters()
+    assert len(params) == 2 * (4 * 2 - 2)
+    for p in params:
+        ends = [t["mean"] for t in ash if t["site"] == p["site"] and t["quantity"] == p["quantity"] and t["epoch"] == 2]
+        assert p["end"] == pytest.approx(sum(ends) / len(ends)) and p["end_min"] == pytest.approx(min(ends))
+        if p["quantity"] == "z":
+            assert p["start"] == pytest.approx(0.0, abs=1e-6)  # ASH starts at k = 50 %
+            assert p["k_end"] == pytest.approx(100 * (1 - NormalDist().cdf(p["end"])), abs=1e-6)
     for name in ("results.json", "verdicts.json", "summary.csv", "predictions.png", "miou.png", "curves.png"):
         assert (out / name).is_file(), name
     assert res.show_truth.shape == (TINY["n_show"], 32, 32)

@@ -239,7 +239,8 @@ def load_shapes_segmentation(n_train: int = 3000, n_test: int = 500, image_size:
     """Train and test splits of the shapes set for semantic segmentation: batch-indexable datasets of
     (float images (3, S, S) in [0, 1], int64 class maps (S, S)) with the 11 classes of
     :data:`SEGMENTATION_CLASSES` (0 background, 1 + shape class). The images are exactly those of
-    :func:`load_shapes` with the same arguments (test seed ``seed + 1_000_003``)."""
+    :func:`load_shapes` with the same arguments (test seed ``seed + 1_000_003``); note that the default
+    ``preset`` here is ``quick`` (one object per image, no distractors), :func:`load_shapes`' is ``hard``."""
     if preset not in SHAPES_PRESETS:
         raise ValueError(f"preset={preset!r}; allowed: {', '.join(SHAPES_PRESETS)}")
     kwargs = {**SHAPES_PRESETS[preset], **kwargs}

@@ -344,6 +344,26 @@ class AshSegResult(RunTrajectories, ExperimentResult):
             out.append({"ASH vs": label(act), "difference": c["diff"], "margin": c["margin"], "outcome": c["outcome"]})
         return out
 
+    def ash_parameters(self) -> list[dict[str, Any]]:
+        """Per ASH site and quantity (z, alpha): the start, the end (mean over seeds, and the range
+        over seeds) and the largest movement over seeds (on the trained scale: log for alpha); for z
+        also the kept fraction k = 1 - Phi(z) it implies at the end, in %."""
+        from ..functional import k_from_z  # noqa: PLC0415
+
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for m in self.movement():
+            if m["act"] == "ash":
+                groups.setdefault((m["site"], m["quantity"]), []).append(m)
+        out = []
+        for (site, quantity), ms in groups.items():
+            ends = [m["end"] for m in ms]
+            row = {"site": site, "quantity": quantity, "start": ms[0]["start"], "end": sum(ends) / len(ends),
+                   "end_min": min(ends), "end_max": max(ends), "movement": max(m["movement"] for m in ms)}
+            if quantity == "z":
+                row["k_end"] = 100 * float(k_from_z(row["end"]))
+            out.append(row)
+        return out
+
     def max_movement(self, act: str = "ash") -> float | None:
         """The largest movement of ``act``'s adaptive parameters (z, alpha) over all sites and seeds."""
         moves = [m["movement"] for m in self.movement() if m["act"] == act]
