@@ -291,6 +291,10 @@ def test_tiny_run_end_to_end(tiny):
     for name in ("results.json", "verdicts.json", "summary.csv", "predictions.png", "miou.png", "curves.png"):
         assert (out / name).is_file(), name
     assert res.show_truth.shape == (TINY["n_show"], 32, 32)
+    for row in res.per_seed():
+        scores = {a: 100 * r["miou"] for r in res.rows for a in [r["act"]] if r["seed"] == row["seed"]}
+        assert row["ReLU"] == pytest.approx(scores["relu"]) and row["ASH"] == pytest.approx(scores["ash"])
+        assert row["highest"] == {"relu": "ReLU", "swish": "Swish", "ash": "ASH"}[max(scores, key=scores.get)]
 
 
 def test_resume_recomputes_only_what_is_missing(tiny):

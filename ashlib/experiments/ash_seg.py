@@ -331,6 +331,21 @@ class AshSegResult(RunTrajectories, ExperimentResult):
                 out.append(row)
         return out
 
+    def per_seed(self) -> list[dict[str, Any]]:
+        """Per seed: each activation's held-out mIoU (%) and the activation with the highest. All
+        activations of one seed share initial weights and batches, so this shows how consistent an
+        ordering is; it is descriptive (the verdict rule compares means with the spread over seeds)."""
+        out = []
+        for seed in self.config.seeds:
+            runs = {r["act"]: r for r in self.rows if r["seed"] == seed}
+            if not runs:
+                continue
+            row: dict[str, Any] = {"seed": seed}
+            row.update({label(a): 100 * runs[a]["miou"] for a in self.acts() if a in runs})
+            row["highest"] = label(max(runs, key=lambda a: runs[a]["miou"]))
+            out.append(row)
+        return out
+
     def comparisons(self) -> list[dict[str, Any]]:
         """ASH against every other activation by held-out mIoU (in %; see :func:`compare_to`)."""
         if "ash" not in self.acts():
@@ -395,7 +410,8 @@ class AshSegResult(RunTrajectories, ExperimentResult):
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         runs = [{k: v for k, v in r.items() if k not in ("history", "trajectory", "iou", "confusion")}
                 for r in self.rows]
-        return {"runs": runs, "summary": self.summary(), "per_class": self.per_class(), "curves": self.curves(),
+        return {"runs": runs, "summary": self.summary(), "per_seed": self.per_seed(), "per_class": self.per_class(),
+                "curves": self.curves(),
                 "comparisons": self.comparisons(), "verdicts": self.verdicts(),
                 "trajectories": self.trajectories(), "movement": self.movement()}
 

@@ -43,7 +43,8 @@ def prediction_grid(result: "AshSegResult", seed: int | None = None) -> Figure:
     cmap = class_colours(len(names))
     rows = ["image", "truth", *(label(a) for a in acts)]
     side = style.WIDTH * 0.8 / n
-    fig, axes = plt.subplots(len(rows), n, figsize=(style.WIDTH, side * len(rows) + 1.3), squeeze=False)
+    extra = 0.9 if len(names) <= 12 else 0.1  # room for the legend
+    fig, axes = plt.subplots(len(rows), n, figsize=(style.WIDTH, side * len(rows) + extra), squeeze=False)
     for j in range(n):
         axes[0, j].imshow(imgs[j].permute(1, 2, 0).clamp(0, 1).numpy())
         t = truth[j].numpy().astype(float)
@@ -61,7 +62,7 @@ def prediction_grid(result: "AshSegResult", seed: int | None = None) -> Figure:
     if len(names) <= 12:
         handles = [Patch(color=cmap(c), label=nm) for c, nm in enumerate(names)]
         fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=10, bbox_to_anchor=(0.55, 0.0))
-    fig.subplots_adjust(left=0.2, right=1.0, top=1.0, bottom=1.15 / (side * len(rows) + 1.3), wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(left=0.2, right=1.0, top=1.0, bottom=extra / (side * len(rows) + extra), wspace=0.05, hspace=0.05)
     return fig
 
 
