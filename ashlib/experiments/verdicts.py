@@ -54,9 +54,6 @@ NOT_TESTED_STATIC = "not tested: the parameter stayed at its start"
 NOT_RERUN: dict[str, str] = {
     "ASH-DET": "no object-detection benchmark (images with boxes) is available offline and the appendix "
                "names neither the detector nor the data set; the paper profile has no detection run either",
-    "ASH-SEG": "ADE20K cannot be obtained offline and no segmentation experiment exists in ashlib yet; the "
-               "planned check (issue 12, part 4) trains a small encoder-decoder on the procedural shapes and "
-               "their masks (ashlib.data.shapes) with ReLU, Swish and ASH",
     "F-T3": "the Movie Review data and the pretrained word2vec vectors the CNN uses cannot be obtained offline",
     "F-T4": "the URL-intent data are private to the authors' company and were never published",
     "F-RECO": "a recommendation drawn from Tables 2 to 4, two of which (F-T3, F-T4) cannot be rerun here; "
@@ -75,6 +72,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     # computed by ashlib.experiments.ash_resnet.gradcam_verdict on the trained ash-resnet networks
     "ASH-GRADCAM": ("notebook", "05_ash_resnet"),
     "ASH-GAN": ("experiment", "ash-dcgan"),
+    "ASH-SEG": ("experiment", "ash-seg"),
     **{c: ("experiment", "farhadi-table1") for c in ("F-T1", "F-T1-CLAIMS", "F-F2", "F-F34")},
     **{c: ("experiment", "farhadi-table2") for c in ("F-T2", "F-T2-CLAIM")},
     **{c: ("check", c) for c in ("LASH-DEF", "FASH-DEF", "F-COST", "F-REFORM", "ASH-Z", "ASH-A3A4", "ASH-EQ5",
