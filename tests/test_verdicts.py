@@ -216,3 +216,12 @@ def test_ledger_rejects_unknown_claims(tmp_path):
                                             '"evidence": "", "source": ""}]}')
     with pytest.raises(ValueError, match="unknown claim ID 'NOPE'"):
         V.read_ledger(tmp_path)
+
+
+def test_show_verdicts_shows_supplementary_rows_unchecked(tmp_path, monkeypatch):
+    _tiny_ledger(tmp_path)
+    monkeypatch.delenv(V.UPDATE_ENV, raising=False)
+    shown = V.show_verdicts([{"claim": "ASH-H (in a ResNet)", "verdict": "mixed", "evidence": "e"}], root=tmp_path)
+    assert "ASH-H (in a ResNet)" in shown._repr_markdown_()
+    with pytest.raises(ValueError, match="unknown claim ID 'ASH-HH'"):
+        V.show_verdicts([{"claim": "ASH-HH", "verdict": "mixed", "evidence": "e"}], root=tmp_path)
