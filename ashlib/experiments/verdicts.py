@@ -68,10 +68,8 @@ SOURCES: dict[str, tuple[str, str]] = {
         "ASH-DEF", "ASH-H", "ASH-TANH", "ASH-A2A3", "ASH-A5A6", "ASH-A7", "ASH-F7", "ASH-TRAIN", "ASH-SETUP")},
     **{c: ("notebook", "02_adaptive_gumbel_relu") for c in ("F-LOGIT", "F-THM1", "F-EQ6")},
     "ASH-COST": ("notebook", "07_performance"),
-    **{c: ("experiment", "ash-resnet") for c in ("ASH-CURVES", "ASH-DEPTH", "ASH-P2")},
+    **{c: ("experiment", "ash-resnet") for c in ("ASH-CURVES", "ASH-DEPTH", "ASH-P2", "ASH-GRADCAM")},
     "ASH-ABL": ("experiment", "ash-ablation"),
-    # computed by ashlib.experiments.ash_resnet.gradcam_verdict on the trained ash-resnet networks
-    "ASH-GRADCAM": ("notebook", "05_ash_resnet"),
     "ASH-GAN": ("experiment", "ash-dcgan"),
     **{c: ("experiment", "farhadi-table1") for c in ("F-T1", "F-T1-CLAIMS", "F-F2", "F-F34")},
     **{c: ("experiment", "farhadi-table2") for c in ("F-T2", "F-T2-CLAIM")},
