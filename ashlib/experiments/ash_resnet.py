@@ -499,7 +499,8 @@ class AshResNetResult(RunTrajectories, ExperimentResult):
         """Per (ASH-type activation with a trainable z, seed), over *all* its sites: Spearman correlation of
         relative depth with the learned z and with the measured active fraction, the implied k and measured
         active fraction at the first and the last site, the narrowest site (lowest implied k) and the
-        largest |z - z0|."""
+        largest |z - z0|. ``rho_depth_z_without_last`` leaves the last site out (a sensitivity check shown
+        beside the verdict, which uses every site: no single site may decide it)."""
         out = []
         for r in self.rows:
             if not r["thresholds"] or not r["thresholds"][-1] or r["act"].startswith("fixed"):
@@ -514,6 +515,7 @@ class AshResNetResult(RunTrajectories, ExperimentResult):
             narrow = min(range(len(th)), key=lambda i: ks[i])
             out.append({"act": label(r["act"]), "seed": r["seed"], "sites": len(th),
                         "rho_depth_z": spearman(depth, zs), "rho_depth_active": spearman(depth, fr),
+                        "rho_depth_z_without_last": spearman(depth[:-1], zs[:-1]),
                         "k_first": ks[0], "k_last": ks[-1], "active_first": fr[0], "active_last": fr[-1],
                         "narrowest_site": th[narrow]["name"], "k_narrowest": ks[narrow],
                         "max_abs_dz": max(abs(z - z0) for z in zs)})
