@@ -61,7 +61,7 @@ from ..train import fit, seed_everything, select_device, set_threads
 from .registry import ExperimentResult, environment, register
 from .runstore import RunStore
 from .labels import LABELS, label
-from .report import mean_sd_se
+from .report import mean_sd_se, pm
 from .verdicts import gate_adaptive_verdict
 
 __all__ = ["AshResNetConfig", "AshAblationConfig", "AshResNetResult", "run_ash_resnet", "build_model", "load_data",
@@ -605,9 +605,9 @@ class AshResNetResult(RunTrajectories, ExperimentResult):
         traj = [{**r, "act": label(r["act"])} for r in self.trajectories()]
         if not traj:
             return None
-        return trajectory_figure(traj, panel=("act", "quantity"), line=("site",),
-                                 title="adaptive parameters over training (line: mean over seeds; band: min-max; "
-                                       "dotted: +-0.05 around the start)")
+        return trajectory_figure(traj, panel=("act", "quantity"), line=("site",), panel_width=3.6, panel_height=2.8,
+                                 title=f"adaptive parameters over training, profile {self.config.profile}\n(line: "
+                                       "mean over seeds; band: min-max; dotted: ±0.05 around the start)")
 
     def figures(self) -> dict[str, Any]:
         from . import plotting_deep as P  # noqa: PLC0415
@@ -683,9 +683,8 @@ class AshResNetResult(RunTrajectories, ExperimentResult):
         s = {r["act"]: r for r in self.summary()}
         checks = self._curves_checks()
         shown = ["ASH"] + [label(p[1]) for p in checks[0][1]]
-        extra = "; " + "; ".join(f"{a}: val acc {s[a]['val_acc']:.1f} ± {s[a]['val_acc_sd'] or 0:.1f} %, mean train "
-                                 f"loss {s[a]['mean_train_loss']:.3f} ± {s[a]['mean_train_loss_sd'] or 0:.3f}"
-                                 for a in shown)
+        extra = "; " + "; ".join(f"{a}: val acc {pm(s[a]['val_acc'], s[a]['val_acc_sd'], 1)} %, mean train "
+                                 f"loss {pm(s[a]['mean_train_loss'], s[a]['mean_train_loss_sd'], 3)}" for a in shown)
         verdict, ev = self._checks_verdict("ASH-CURVES", checks, extra)
         moved = self.max_movement("ash")
         if moved is not None:
@@ -695,7 +694,7 @@ class AshResNetResult(RunTrajectories, ExperimentResult):
     def _verdict_ablation(self) -> dict[str, str]:
         s = {r["act"]: r for r in self.summary()}
         variants = [label(a) for a in self.acts() if a == "ash" or a == "leaky-ash" or a.startswith("fixed-ash")]
-        extra = "; min val loss " + ", ".join(f"{a} {s[a]['min_val_loss']:.3f} ± {s[a]['min_val_loss_sd'] or 0:.3f}"
+        extra = "; min val loss " + ", ".join(f"{a} {pm(s[a]['min_val_loss'], s[a]['min_val_loss_sd'], 3)}"
                                               for a in variants)
         verdict, ev = self._checks_verdict("ASH-ABL", self._ablation_checks(), extra)
         # ASH against its fixed-k variants only compares something if ASH's threshold moved
