@@ -67,10 +67,8 @@ SOURCES: dict[str, tuple[str, str]] = {
         "ASH-DEF", "ASH-H", "ASH-TANH", "ASH-A2A3", "ASH-A5A6", "ASH-A7", "ASH-F7", "ASH-TRAIN")},
     **{c: ("notebook", "02_adaptive_gumbel_relu") for c in ("F-LOGIT", "F-THM1", "F-EQ6")},
     "ASH-COST": ("experiment", "ash-cost"),
-    **{c: ("experiment", "ash-resnet") for c in ("ASH-CURVES", "ASH-DEPTH", "ASH-P2")},
+    **{c: ("experiment", "ash-resnet") for c in ("ASH-CURVES", "ASH-DEPTH", "ASH-P2", "ASH-GRADCAM")},
     "ASH-ABL": ("experiment", "ash-ablation"),
-    # computed by ashlib.experiments.ash_resnet.gradcam_verdict on the trained ash-resnet networks
-    "ASH-GRADCAM": ("notebook", "05_ash_resnet"),
     "ASH-GAN": ("experiment", "ash-dcgan"),
     "ASH-SEG": ("experiment", "ash-seg"),
     **{c: ("experiment", "farhadi-table1") for c in ("F-T1", "F-T1-CLAIMS", "F-F2", "F-F34")},
