@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           else sys.argv[1:])], time.monotonic() - started,
                                           units_computed=max(units - resumed, 0), units_resumed=resumed,
                                           device=getattr(cfg, "device", None)))
-    except RunConfigMismatch as exc:
+    except (RunConfigMismatch, FileNotFoundError) as exc:  # another config in --out; a data set not on disk
         return _fail(exc)
     except ImportError as exc:
         hint = missing_extra(exc)
