@@ -3,6 +3,8 @@
 Examples::
 
     python -m ashlib list
+    python -m ashlib verdicts            # every claim's verdict, from results/verdicts.json
+    python -m ashlib verdicts --update   # rebuild it from the checks and the stored book runs
     python -m ashlib run farhadi-table1 --profile quick --out runs/t1
     python -m ashlib run farhadi-table1 --out runs/t1 --seeds 0 1 2 --epochs 50 --set lr=0.05 folds=[0,1,2,3,4]
     torchrun --nproc-per-node 2 -m ashlib run NAME ...    # DDP inside fit; rank 0 writes the files
@@ -79,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("list", help="list the registered experiments")
     show = sub.add_parser("show", help="print an experiment's settings for each profile")
     show.add_argument("name")
+    ver = sub.add_parser("verdicts", help="print every claim's verdict from the ledger (results/verdicts.json)")
+    ver.add_argument("--update", action="store_true",
+                     help="rebuild the ledger from its sources (checks, stored book runs) and write it")
     run = sub.add_parser("run", help="run an experiment and write JSON, CSV and figures")
     run.add_argument("name", help="experiment name (see `list`)")
     run.add_argument("--profile", choices=PROFILES, default=None,
@@ -96,6 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         for name in experiment_names():
             print(f"{name:24s} {get_experiment(name).description}")
+        return 0
+    if args.command == "verdicts":
+        from .experiments.report import format_table  # noqa: PLC0415
+        from .experiments.verdicts import build_ledger, read_ledger, write_ledger  # noqa: PLC0415
+
+        try:
+            ledger = build_ledger() if args.update else read_ledger()
+        except (FileNotFoundError, ValueError) as exc:
+            return _fail(exc)
+        except ImportError as exc:
+            return _fail(missing_extra(exc) or exc)
+        if args.update:
+            print(f"[ashlib] wrote {write_ledger(ledger).name}: {len(ledger)} claims", flush=True)
+        print(format_table([{"claim": v.claim, "verdict": v.verdict, "source": v.source} for v in ledger.values()]))
         return 0
     if args.command == "show":
         try:
@@ -152,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           else sys.argv[1:])], time.monotonic() - started,
                                           units_computed=max(units - resumed, 0), units_resumed=resumed,
                                           device=getattr(cfg, "device", None)))
-    except RunConfigMismatch as exc:
+    except (RunConfigMismatch, FileNotFoundError) as exc:  # another config in --out; a data set not on disk
         return _fail(exc)
     except ImportError as exc:
         hint = missing_extra(exc)

@@ -197,7 +197,16 @@ def _resolve_loss(loss: str, output: torch.Tensor) -> str:
 
 
 def _loss_sum_and_correct(kind: str, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss over the batch (float32) and the number of correct predictions."""
+    """Summed loss over the batch (float32) and the number of correct predictions.
+
+    Both are per example, which is what :func:`fit` and :func:`evaluate` divide by: outputs with
+    more than one prediction per example (segmentation maps, multi-label logits) are refused
+    rather than counted per pixel and divided by the number of images."""
+    per_example = output.dim() == 2 if kind != "bce" else output.reshape(output.shape[0], -1).shape[1] == 1
+    if not per_example or target.shape[0] != output.shape[0] or (kind != "bce" and target.dim() != 1):
+        raise ValueError(f"fit/evaluate score one prediction per example ({'(N, C) logits and (N,) labels' if kind != 'bce' else '(N,) or (N, 1) logits'}); "
+                         f"got output {tuple(output.shape)} and target {tuple(target.shape)}. Dense predictions "
+                         "(e.g. segmentation maps) need their own loop and metrics (see ashlib.experiments.ash_seg)")
     output = output.float()
     if kind == "bce":
         logit = output.reshape(-1)

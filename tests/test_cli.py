@@ -135,3 +135,13 @@ def test_missing_extra_ignores_other_errors():
     err = ImportError("wrapper")
     err.__cause__ = ModuleNotFoundError("No module named 'sklearn'", name="sklearn")
     assert "scikit-learn" in missing_extra(err) and "ashlib[experiments]" in missing_extra(err)
+
+
+def test_missing_dataset_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """A data set that is not on disk (the paper profile's ADE20K) ends in one error line, exit 2."""
+    from ashlib.__main__ import main
+
+    monkeypatch.setenv("ASHLIB_DATA", str(tmp_path / "nothing-here"))
+    rc = main(["run", "ash-seg", "--profile", "paper", "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "Traceback" not in err

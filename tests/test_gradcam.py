@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ashlib.analysis.gradcam import GradCAM, map_area, mass_inside, normalise_maps
+from ashlib.analysis.gradcam import GradCAM, localisation, map_area, mass_inside, normalise_maps, pool_to_grid
 from ashlib.models import PreActResNet
 
 
@@ -113,3 +113,38 @@ def test_map_helpers():
     mask = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).expand(2, 2, 2)
     out = mass_inside(maps, mask)
     assert out[0] == pytest.approx(5 / 6) and out[1] == pytest.approx(0.5)
+
+
+def test_pool_to_grid_and_localisation_by_hand():
+    # an 8x8 map with all its mass in the top-left 4x4 block, a mask on the top-left quadrant's
+    # left half (8 of the 16 pixels of that block)
+    m = torch.zeros(1, 8, 8)
+    m[0, :4, :4] = 2.0
+    mask = torch.zeros(1, 8, 8)
+    mask[0, :4, :2] = 1.0
+    pooled = pool_to_grid(m, 2)
+    assert torch.equal(pooled, torch.tensor([[[2.0, 0.0], [0.0, 0.0]]]))
+    loc = localisation(m, mask, 2)
+    # cell (0, 0) holds the whole map and is half covered by the object: energy 1/2; the object
+    # covers 8/64 of the image; one cell of four: breadth 1/4
+    assert float(loc["energy"][0]) == pytest.approx(0.5)
+    assert float(loc["area"][0]) == pytest.approx(8 / 64)
+    assert float(loc["breadth"][0]) == pytest.approx(0.25)
+    # an even map: energy = the object's area share, breadth 1; an empty map: NaN
+    even = localisation(torch.ones(1, 8, 8), mask, 2)
+    assert float(even["energy"][0]) == pytest.approx(8 / 64) and float(even["breadth"][0]) == pytest.approx(1.0)
+    assert torch.isnan(localisation(torch.zeros(1, 8, 8), mask, 2)["energy"]).all()
+    with pytest.raises(ValueError, match="grid=3"):
+        pool_to_grid(m, 3)
+
+
+def test_localisation_does_not_depend_on_the_layer_resolution():
+    """The same spatial pattern seen by a 16x16 and by a 4x4 layer gives the same statistics on a 4x4
+    grid: maps of different layers are compared at one resolution, none is upsampled."""
+    torch.manual_seed(0)
+    coarse = torch.rand(3, 4, 4)
+    fine = coarse.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    masks = (torch.rand(3, 32, 32) > 0.7).float()
+    a, b = localisation(coarse, masks, 4), localisation(fine, masks, 4)
+    for key in ("energy", "area", "breadth"):
+        torch.testing.assert_close(a[key], b[key])

@@ -202,3 +202,17 @@ def test_ddp_matches_single_process(tmp_path):
     for a, b in zip(single.history, ddp["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["train_acc"] == pytest.approx(b["train_acc"])
+
+
+def test_dense_predictions_are_refused_not_scored_per_image():
+    """A segmentation output would give 'accuracies' far above 100 % if its correct pixels were
+    divided by the number of images: fit/evaluate refuse it."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from ashlib.train import evaluate
+
+    model = torch.nn.Conv2d(1, 3, 1)
+    data = TensorDataset(torch.randn(4, 1, 5, 5), torch.randint(0, 3, (4, 5, 5)))
+    with pytest.raises(ValueError, match="one prediction per example"):
+        evaluate(model, data)

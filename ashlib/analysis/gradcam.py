@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GradCAM", "gradcam_formula", "normalise_maps", "mass_inside", "map_area"]
+__all__ = ["GradCAM", "gradcam_formula", "normalise_maps", "mass_inside", "map_area", "pool_to_grid",
+           "localisation"]
 
 
 def gradcam_formula(activations: Tensor, gradients: Tensor) -> Tensor:
@@ -140,3 +141,45 @@ def mass_inside(maps: Tensor, masks: Tensor) -> Tensor:
 def map_area(maps: Tensor, level: float = 0.5) -> Tensor:
     """Fraction of pixels of each normalised map at or above ``level`` (N,): how broad the map is."""
     return (maps >= level).flatten(1).float().mean(1)
+
+
+def pool_to_grid(maps: Tensor, grid: int) -> Tensor:
+    """Average (N, H, W) maps over a ``grid`` x ``grid`` partition of the image -> (N, grid, grid).
+
+    With H and W multiples of ``grid`` every cell is the mean of an equal block of pixels, so a
+    map's share of mass in each cell is kept exactly; this is how maps of different layers (8 x 8,
+    4 x 4, ...) and the pixel masks are brought to one resolution before they are compared.
+
+    Raises:
+        ValueError: ``grid`` < 1, or H or W not a multiple of ``grid``.
+    """
+    if grid < 1 or maps.shape[-2] % grid or maps.shape[-1] % grid:
+        raise ValueError(f"grid={grid}: must be >= 1 and divide the map size {tuple(maps.shape[-2:])}")
+    return F.adaptive_avg_pool2d(maps[:, None].float(), grid)[:, 0]
+
+
+def localisation(raw: Tensor, masks: Tensor, grid: int) -> dict[str, Tensor]:
+    """How much of each Grad-CAM map lies on the object, at one common ``grid`` resolution.
+
+    Args:
+        raw: (N, h, w) non-negative maps at the layer's own resolution (``GradCAM.raw``; not
+            min-max normalised, so that the mass shares are those of the map itself).
+        masks: (N, H, W) object masks in [0, 1] at the image's resolution.
+        grid: the common grid (it must divide h, w, H and W).
+
+    Returns per image (N,): ``energy`` (share of the pooled map's mass in the pooled mask,
+    sum m_c M_c / sum m_c over cells c, with M_c the share of cell c covered by the object),
+    ``area`` (the mask's mean cover of the cells, i.e. the object's share of the image: what a
+    map spread evenly over the grid gets as ``energy``) and ``breadth`` (the map's effective share
+    of the grid, (sum m_c)^2 / (G sum m_c^2) with G = grid^2: 1 for an even map, 1/G for a map on
+    one cell). Maps with no mass give NaN.
+    """
+    m = pool_to_grid(raw, grid).flatten(1).double()
+    k = pool_to_grid(masks, grid).flatten(1).double()
+    total = m.sum(1)
+    ok = total > 0
+    safe = total.where(ok, torch.ones_like(total))
+    nan = torch.full_like(total, float("nan"))
+    energy = ((m * k).sum(1) / safe).where(ok, nan)
+    breadth = (total ** 2 / (m.shape[1] * (m ** 2).sum(1).where(ok, torch.ones_like(total)))).where(ok, nan)
+    return {"energy": energy, "area": k.mean(1), "breadth": breadth}

@@ -34,3 +34,11 @@ __all__ += ["SHAPE_CLASSES", "make_shapes", "load_shapes"]
 from .mnist5k import MNIST5K_PER_CLASS, load_mnist5k, mnist5k_arrays, mnist5k_split_indices  # noqa: E402
 
 __all__ += ["load_mnist5k", "mnist5k_arrays", "mnist5k_split_indices", "MNIST5K_PER_CLASS"]
+
+# semantic segmentation: the shapes' class maps and the ADE20K scene-parsing folder (issue 12, part 4)
+from .ade20k import ADE20K_URL, ADE20KFolder, load_ade20k  # noqa: E402
+from .shapes import SEGMENTATION_CLASSES, load_shapes_segmentation  # noqa: E402
+from .tensors import SegmentationTensorDataset  # noqa: E402
+
+__all__ += ["SEGMENTATION_CLASSES", "load_shapes_segmentation", "SegmentationTensorDataset",
+            "ADE20KFolder", "load_ade20k", "ADE20K_URL"]

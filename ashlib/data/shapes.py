@@ -24,6 +24,14 @@ of ``S x S`` pixels with coordinates in [-1, 1]:
 4. **Noise**: Gaussian pixel noise with standard deviation ``noise``, then clipping to [0, 1]
    and quantisation to uint8.
 
+**Segmentation** (``return_segmentation=True``; :func:`load_shapes_segmentation`): the
+generator knows every shape it paints, so it also returns a per-pixel class map (int64,
+``(n, S, S)``): 0 for the background, ``1 + c`` where a shape of class ``c`` covers the pixel.
+A pixel belongs to a shape when that shape's soft mask is at least 0.5 there (the pixel's
+centre is inside the shape, up to the anti-aliasing), and each shape overwrites the ones
+painted before it, in the painting order above (distractors, then the object), as it does in
+the image. The map uses no random draw, so the images are the same with or without it.
+
 The ten classes are shapes given by signed-distance functions in the object's own frame:
 disk, ring, square, frame (hollow square), triangle, plus, star, bar, L-shape and a pair of
 disks. Why it is hard: the label is invariant to colour, position, rotation and scale, so
@@ -41,9 +49,10 @@ import math
 import torch
 from torch import Tensor
 
-from .tensors import ImageTensorDataset
+from .tensors import ImageTensorDataset, SegmentationTensorDataset
 
-__all__ = ["SHAPE_CLASSES", "SHAPES_PRESETS", "make_shapes", "load_shapes"]
+__all__ = ["SHAPE_CLASSES", "SHAPES_PRESETS", "make_shapes", "load_shapes", "load_shapes_segmentation",
+           "SEGMENTATION_CLASSES"]
 
 #: Difficulty presets for :func:`load_shapes`. ``hard`` is :func:`make_shapes`'s defaults (any rotation,
 #: two possible distractors, strong background texture); ``quick`` is the book's CPU scale: objects turn by
@@ -56,6 +65,9 @@ SHAPES_PRESETS: dict[str, dict] = {
 
 #: Class names, in label order.
 SHAPE_CLASSES = ("disk", "ring", "square", "frame", "triangle", "plus", "star", "bar", "L-shape", "pair")
+
+#: Pixel classes of the segmentation maps, in index order: the background, then the shapes.
+SEGMENTATION_CLASSES = ("background", *SHAPE_CLASSES)
 
 
 def _box(u: Tensor, v: Tensor, a: float, b: float, cu: float = 0.0, cv: float = 0.0) -> Tensor:
@@ -122,7 +134,8 @@ def _uniform(gen: torch.Generator, shape, lo: float, hi: float) -> Tensor:
 
 def make_shapes(n: int, image_size: int = 32, seed: int = 0, max_distractors: int = 2, noise: float = 0.05,
                 grating: float = 0.2, contrast: tuple[float, float] = (0.2, 0.6),
-                object_radius: tuple[float, float] = (0.36, 0.62), rotation: float = 180.0, return_masks: bool = False) -> tuple[Tensor, ...]:
+                object_radius: tuple[float, float] = (0.36, 0.62), rotation: float = 180.0, return_masks: bool = False,
+                return_segmentation: bool = False) -> tuple[Tensor, ...]:
     """Generate ``n`` images of the procedural shapes set (see the module docstring).
 
     Args:
@@ -136,9 +149,12 @@ def make_shapes(n: int, image_size: int = 32, seed: int = 0, max_distractors: in
         object_radius: range of the object's radius (half the image side is 1).
         rotation: the object turns by a uniform angle in [-rotation, rotation] degrees (180: any angle).
         return_masks: also return the object's soft mask (n, S, S) in [0, 1].
+        return_segmentation: also return the per-pixel class map (n, S, S): 0 background, 1 + class
+            of the shape on top (see the module docstring); the images do not depend on this flag.
 
     Returns:
-        ``(images, labels)`` or ``(images, labels, masks)``: uint8 (n, 3, S, S), int64 (n,), float32.
+        ``(images, labels)``, then ``masks`` if ``return_masks``, then ``segmentation`` if
+        ``return_segmentation``: uint8 (n, 3, S, S), int64 (n,), float32 (n, S, S), int64 (n, S, S).
     """
     if n < 1 or image_size < 8:
         raise ValueError(f"n={n}, image_size={image_size}: need n >= 1 and image_size >= 8")
@@ -166,6 +182,7 @@ def make_shapes(n: int, image_size: int = 32, seed: int = 0, max_distractors: in
     wave = torch.sin(freq * (torch.cos(phi) * xx + torch.sin(phi) * yy) + phase)
     grat_col = _uniform(gen, (n, 3, 1, 1), -1, 1) * _uniform(gen, (n, 1, 1, 1), 0.0, grating)
     img = base + grad_col * ramp[:, None] + grat_col * wave[:, None]
+    seg = torch.zeros(n, S, S, dtype=torch.int64)  # per-pixel class map: no random draws
 
     # 2. distractors: small shapes of random classes
     for _ in range(max_distractors):
@@ -177,6 +194,7 @@ def make_shapes(n: int, image_size: int = 32, seed: int = 0, max_distractors: in
         colour = _uniform(gen, (n, 3, 1, 1), 0, 1)
         m = _shape_masks(cls, centre, radius, angle, S)[:, None] * present[:, None, None, None]
         img = img * (1 - m) + colour * m
+        seg = torch.where(m[:, 0] >= 0.5, 1 + cls[:, None, None], seg)
 
     # 3. the object: large shape of the label's class, with a stripe texture
     radius = _uniform(gen, (n,), object_radius[0], object_radius[1])
@@ -194,11 +212,12 @@ def make_shapes(n: int, image_size: int = 32, seed: int = 0, max_distractors: in
     texture = 1 + _uniform(gen, (n, 1, 1), 0, 0.3) * stripes
     obj = (colour * texture[:, None]).clamp(0, 1)
     img = img * (1 - mask[:, None]) + obj * mask[:, None]
+    seg = torch.where(mask >= 0.5, 1 + labels[:, None, None], seg)
 
     # 4. pixel noise, clip, quantise
     img = img + noise * torch.randn(img.shape, generator=gen)
     images = (img.clamp(0, 1) * 255).round().to(torch.uint8)
-    return (images, labels, mask) if return_masks else (images, labels)
+    return (images, labels) + ((mask,) if return_masks else ()) + ((seg,) if return_segmentation else ())
 
 
 def load_shapes(n_train: int = 5000, n_test: int = 1000, image_size: int = 32, seed: int = 0,
@@ -213,3 +232,18 @@ def load_shapes(n_train: int = 5000, n_test: int = 1000, image_size: int = 32, s
     tr = make_shapes(n_train, image_size, seed, **kwargs)
     te = make_shapes(n_test, image_size, seed + 1_000_003, **kwargs)
     return ImageTensorDataset(tr[0], tr[1]), ImageTensorDataset(te[0], te[1])
+
+
+def load_shapes_segmentation(n_train: int = 3000, n_test: int = 500, image_size: int = 32, seed: int = 0,
+                             preset: str = "quick", **kwargs) -> tuple[SegmentationTensorDataset, SegmentationTensorDataset]:
+    """Train and test splits of the shapes set for semantic segmentation: batch-indexable datasets of
+    (float images (3, S, S) in [0, 1], int64 class maps (S, S)) with the 11 classes of
+    :data:`SEGMENTATION_CLASSES` (0 background, 1 + shape class). The images are exactly those of
+    :func:`load_shapes` with the same arguments (test seed ``seed + 1_000_003``); note that the default
+    ``preset`` here is ``quick`` (one object per image, no distractors), :func:`load_shapes`' is ``hard``."""
+    if preset not in SHAPES_PRESETS:
+        raise ValueError(f"preset={preset!r}; allowed: {', '.join(SHAPES_PRESETS)}")
+    kwargs = {**SHAPES_PRESETS[preset], **kwargs}
+    tr = make_shapes(n_train, image_size, seed, return_segmentation=True, **kwargs)
+    te = make_shapes(n_test, image_size, seed + 1_000_003, return_segmentation=True, **kwargs)
+    return SegmentationTensorDataset(tr[0], tr[2]), SegmentationTensorDataset(te[0], te[2])

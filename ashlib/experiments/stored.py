@@ -111,6 +111,10 @@ def write_provenance(out_dir: str | Path, name: str, config: Any, argv: Sequence
                      "wall_seconds": round(float(wall_seconds), 1), "commit": commit,
                      "units_computed": int(units_computed), "units_resumed": int(units_resumed)})
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    if device in (None, "auto"):  # what "auto" chose in this process, not the setting's name
+        from ..train import select_device  # noqa: PLC0415
+
+        device = str(select_device("auto"))
     env = environment(device)
     record = {
         "experiment": name, "profile": cfg.get("profile"), "seeds": list(cfg.get("seeds", ())),

@@ -21,6 +21,7 @@ Rules that hold for every verdict:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -29,7 +30,8 @@ from ..analysis.trajectories import MOVE_THRESHOLD
 
 __all__ = ["CLAIM_IDS", "VERDICT_WORDS", "NOT_TESTED_STATIC", "SOURCES", "NOT_RERUN", "Verdict",
            "gate_adaptive_verdict", "check_claim", "collect_verdicts", "verdict_table", "verdict_markdown",
-           "MOVE_THRESHOLD", "foothill", "signswish", "f_cost_parameters", "f_cost_timing"]
+           "MOVE_THRESHOLD", "foothill", "signswish", "f_cost_parameters", "f_cost_timing", "LedgerMismatch",
+           "ledger_path", "read_ledger", "write_ledger", "build_ledger", "show_verdicts", "UPDATE_ENV"]
 
 #: every claim ID of shared/CLAIMS.md, in its order
 CLAIM_IDS: tuple[str, ...] = (
@@ -52,9 +54,6 @@ NOT_TESTED_STATIC = "not tested: the parameter stayed at its start"
 NOT_RERUN: dict[str, str] = {
     "ASH-DET": "no object-detection benchmark (images with boxes) is available offline and the appendix "
                "names neither the detector nor the data set; the paper profile has no detection run either",
-    "ASH-SEG": "ADE20K cannot be obtained offline and no segmentation experiment exists in ashlib yet; the "
-               "planned check (issue 12, part 4) trains a small encoder-decoder on the procedural shapes and "
-               "their masks (ashlib.data.shapes) with ReLU, Swish and ASH",
     "F-T3": "the Movie Review data and the pretrained word2vec vectors the CNN uses cannot be obtained offline",
     "F-T4": "the URL-intent data are private to the authors' company and were never published",
     "F-RECO": "a recommendation drawn from Tables 2 to 4, two of which (F-T3, F-T4) cannot be rerun here; "
@@ -65,18 +64,17 @@ NOT_RERUN: dict[str, str] = {
 #: ("not rerun", reason), or ("notebook", name) for symbolic checks still kept in a notebook
 SOURCES: dict[str, tuple[str, str]] = {
     **{c: ("notebook", "01_ash_derivation") for c in (
-        "ASH-DEF", "ASH-H", "ASH-TANH", "ASH-A2A3", "ASH-A5A6", "ASH-A7", "ASH-F7", "ASH-TRAIN", "ASH-SETUP")},
+        "ASH-DEF", "ASH-H", "ASH-TANH", "ASH-A2A3", "ASH-A5A6", "ASH-A7", "ASH-F7", "ASH-TRAIN")},
     **{c: ("notebook", "02_adaptive_gumbel_relu") for c in ("F-LOGIT", "F-THM1", "F-EQ6")},
-    "ASH-COST": ("notebook", "07_performance"),
-    **{c: ("experiment", "ash-resnet") for c in ("ASH-CURVES", "ASH-DEPTH", "ASH-P2")},
+    "ASH-COST": ("experiment", "ash-cost"),
+    **{c: ("experiment", "ash-resnet") for c in ("ASH-CURVES", "ASH-DEPTH", "ASH-P2", "ASH-GRADCAM")},
     "ASH-ABL": ("experiment", "ash-ablation"),
-    # computed by ashlib.experiments.ash_resnet.gradcam_verdict on the trained ash-resnet networks
-    "ASH-GRADCAM": ("notebook", "05_ash_resnet"),
     "ASH-GAN": ("experiment", "ash-dcgan"),
+    "ASH-SEG": ("experiment", "ash-seg"),
     **{c: ("experiment", "farhadi-table1") for c in ("F-T1", "F-T1-CLAIMS", "F-F2", "F-F34")},
     **{c: ("experiment", "farhadi-table2") for c in ("F-T2", "F-T2-CLAIM")},
     **{c: ("check", c) for c in ("LASH-DEF", "FASH-DEF", "F-COST", "F-REFORM", "ASH-Z", "ASH-A3A4", "ASH-EQ5",
-                                 "ASH-SWISH", "F-EQ1", "F-GUMBEL", "F-EQ2", "F-EQ3")},
+                                 "ASH-SWISH", "F-EQ1", "F-GUMBEL", "F-EQ2", "F-EQ3", "ASH-SETUP")},
     **{c: ("not rerun", reason) for c, reason in NOT_RERUN.items()},
 }
 
@@ -425,7 +423,28 @@ def f_cost_timing(width: int = 10, depth: int = 8, batch: int = 256, adaptive: s
                      f"torch threads {torch.get_num_threads()}"}
 
 
+def _check_ash_setup() -> Verdict:
+    """ASH-SETUP (TF1; batch 32; Adam with default parameters): what the ``paper`` profiles of the ASH
+    experiments use, read from their configs. TF1 itself is not used: ashlib is PyTorch."""
+    import torch  # noqa: PLC0415
+
+    from .registry import make_config  # noqa: PLC0415 (the registry, not the experiment modules: no cycle)
+
+    defaults = torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults
+    rows, ok = [], True
+    for name in ("ash-resnet", "ash-ablation", "ash-dcgan"):
+        cfg = make_config(name, "paper")
+        beta1 = getattr(cfg, "beta1", defaults["betas"][0])
+        adam = getattr(cfg, "optimizer", "adam") == "adam" and cfg.lr == defaults["lr"] and beta1 == defaults["betas"][0]
+        ok = ok and adam and cfg.batch_size == 32
+        rows.append(f"{name}: batch {cfg.batch_size}, {'Adam with defaults' if adam else 'not Adam defaults'}")
+    verdict = ("reproduced: adopted by the paper profiles (batch 32, Adam with PyTorch's defaults, lr "
+               f"{defaults['lr']:g}, betas {tuple(defaults['betas'])}); PyTorch replaces TF1" if ok else "not reproduced")
+    return Verdict("ASH-SETUP", verdict, "; ".join(rows), "ashlib.experiments.verdicts (configs)")
+
+
 _CHECKS: dict[str, Callable[[], Verdict]] = {
+    "ASH-SETUP": _check_ash_setup,
     "F-REFORM": _check_f_reform, "LASH-DEF": _check_lash_def, "FASH-DEF": _check_fash_def, "F-COST": _check_f_cost,
     "ASH-Z": _check_ash_z, "ASH-A3A4": _check_ash_a3a4, "ASH-EQ5": _check_ash_eq5, "ASH-SWISH": _check_ash_swish,
     "F-EQ1": _check_f_eq1, "F-GUMBEL": _check_f_gumbel, "F-EQ2": _check_f_eq2, "F-EQ3": _check_f_eq3,
@@ -516,3 +535,138 @@ def verdict_markdown(verdicts: Mapping[str, Verdict] | Iterable[Verdict], eviden
     lines += ["| " + " | ".join(esc(getattr(v, c)) for c in cols) + " |" for v in items]
     return "\n".join(lines)
 
+
+
+# --------------------------------------------------------------------------- the committed ledger
+
+#: set to 1 to let :func:`show_verdicts` write a notebook's verdicts into the ledger instead of
+#: checking them against it (done when a notebook is re-executed on purpose; see the maintainers page)
+UPDATE_ENV = "ASHLIB_UPDATE_LEDGER"
+
+
+class LedgerMismatch(AssertionError):
+    """A page computed a verdict that differs from the committed ledger."""
+
+
+def ledger_path(root: str | Path | None = None) -> Path:
+    """``results/verdicts.json``: the committed verdict of every claim, which the errata, the intro
+    and every notebook's verdict table read (see :func:`build_ledger`)."""
+    from .stored import results_root  # noqa: PLC0415
+
+    return results_root(root) / "verdicts.json"
+
+
+def read_ledger(root: str | Path | None = None) -> dict[str, Verdict]:
+    """The committed ledger, claim -> :class:`Verdict`, in :data:`CLAIM_IDS` order.
+
+    Raises:
+        FileNotFoundError: no ledger (build it with ``python -m ashlib verdicts --update``).
+        ValueError: a claim ID that is not in :data:`CLAIM_IDS`, or a malformed entry.
+    """
+    path = ledger_path(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no verdict ledger; build it with `python -m ashlib verdicts --update`")
+    raw = json.loads(path.read_text())
+    if not isinstance(raw, dict) or not isinstance(raw.get("verdicts"), list):
+        raise ValueError(f"{path}: not a verdict ledger (an object with a 'verdicts' list expected)")
+    out: dict[str, Verdict] = {}
+    for row in raw["verdicts"]:
+        v = Verdict(**{k: row[k] for k in ("claim", "verdict", "evidence", "source")})
+        if v.claim not in SOURCES:
+            raise ValueError(f"{path}: unknown claim ID {v.claim!r}")
+        out[v.claim] = v
+    return {c: out[c] for c in CLAIM_IDS if c in out}
+
+
+def write_ledger(verdicts: Mapping[str, Verdict], root: str | Path | None = None) -> Path:
+    """Write the ledger (atomically), in :data:`CLAIM_IDS` order."""
+    from ..utils.io import atomic_open  # noqa: PLC0415
+
+    path = ledger_path(root)
+    rows = [asdict(verdicts[c]) for c in CLAIM_IDS if c in verdicts]
+    with atomic_open(path, "w") as fh:
+        fh.write(json.dumps({"format": "ashlib.verdicts", "version": 1, "verdicts": rows}, indent=1) + "\n")
+    return path
+
+
+def _stored_results(root: str | Path | None) -> dict[str, Path]:
+    from .stored import stored_dir  # noqa: PLC0415
+
+    names = {where for kind, where in SOURCES.values() if kind == "experiment"}
+    return {n: stored_dir(n, "book", root) for n in sorted(names)
+            if (stored_dir(n, "book", root) / "verdicts.json").is_file()}
+
+
+def build_ledger(root: str | Path | None = None, run_checks: bool = True) -> dict[str, Verdict]:
+    """Every claim's verdict from its one source: the check functions, the ``book`` runs committed
+    under ``results/book/`` (their ``verdicts.json``), the "not rerun" reasons, and, for claims
+    decided in a notebook, the entry the notebook last wrote into the ledger (kept as it is; the
+    notebook itself checks it whenever it is executed, see :func:`show_verdicts`)."""
+    try:
+        old = read_ledger(root)
+    except FileNotFoundError:
+        old = {}
+    notebook = {c: v for c, v in old.items() if SOURCES[c][0] == "notebook"}
+    return collect_verdicts(_stored_results(root), run_checks=run_checks, extra=notebook)
+
+
+def _as_verdicts(rows: Iterable[Any], source: str) -> list[Verdict]:
+    out = []
+    for r in rows:
+        out.append(r if isinstance(r, Verdict) else Verdict(r["claim"], r["verdict"], r["evidence"], r.get("source", source)))
+    return out
+
+
+def show_verdicts(rows: Iterable[Any], source: str = "", root: str | Path | None = None, caption: str | None = None):
+    """A page's verdict table, checked against the ledger: what every notebook's final cell calls.
+
+    ``rows`` are :class:`Verdict` objects or ``{"claim", "verdict", "evidence"}`` rows (a stored
+    result's ``verdicts()``). For a claim whose source is a notebook (``SOURCES[c] ==
+    ("notebook", name)``), the verdict computed here *is* the source: with ``$ASHLIB_UPDATE_LEDGER=1``
+    it is written into the ledger, otherwise it must equal the ledger's entry. For every other
+    claim the row must equal the ledger's entry (the page shows what the single source decided).
+    A supplementary row, named by a claim ID and a parenthesis (``"F-T1-CLAIMS (AGumb > Sig,
+    LeNet5)"``: one more piece of evidence about a claim decided elsewhere), is shown and not checked.
+    Returns the table (:func:`ashlib.experiments.report.table`: claim, verdict, evidence; a Markdown
+    table in the book, plain text in a terminal), with ``caption``.
+
+    Raises:
+        LedgerMismatch: a verdict or its evidence differs from the ledger; the message says
+            which, and how to update the ledger when the change is intended.
+    """
+    verdicts = _as_verdicts(rows, source)
+    update = os.environ.get(UPDATE_ENV, "") == "1"
+    try:
+        ledger = read_ledger(root)
+    except FileNotFoundError:
+        if not update:
+            raise
+        ledger = {}
+    changed: dict[str, Verdict] = {}
+    problems = []
+    for v in verdicts:
+        if v.claim not in SOURCES:
+            if v.claim.split(" (")[0] in SOURCES and v.claim.endswith(")"):
+                continue  # a supplementary row, "F-T1-CLAIMS (AGumb > Sig, LeNet5)": shown, not a ledger entry
+            raise ValueError(f"unknown claim ID {v.claim!r}")
+        mine = SOURCES[v.claim][0] == "notebook"
+        old = ledger.get(v.claim)
+        if old is not None and (old.verdict, old.evidence) == (v.verdict, v.evidence):
+            continue
+        if mine and update:
+            changed[v.claim] = Verdict(v.claim, v.verdict, v.evidence, v.source or f"notebook {SOURCES[v.claim][1]}")
+            continue
+        problems.append(f"{v.claim}: this page computes {v.verdict!r} ({v.evidence[:120]}...), the ledger has "
+                        + (f"{old.verdict!r} ({old.evidence[:120]}...)" if old else "no entry"))
+    if problems:
+        how = (f"re-execute this notebook with {UPDATE_ENV}=1 and commit results/verdicts.json" if all(
+            SOURCES[p.split(":")[0]][0] == "notebook" for p in problems) else
+            "rebuild the ledger from the stored runs with `python -m ashlib verdicts --update` and commit it")
+        raise LedgerMismatch("verdicts differ from the committed ledger (results/verdicts.json):\n  "
+                             + "\n  ".join(problems) + f"\nIf the change is intended, {how}.")
+    if changed:
+        write_ledger({**ledger, **changed}, root)
+    from .report import table  # noqa: PLC0415
+
+    return table([{"claim": v.claim, "verdict": v.verdict, "evidence": v.evidence} for v in verdicts],
+                 columns=["claim", "verdict", "evidence"], caption=caption)

@@ -12,3 +12,7 @@ from .wrn import WideResNet, wrn28_10  # noqa: E402
 
 __all__ += ["PreActResNet", "resnet20", "resnet56", "resnet110", "resnet164", "activation_sites",
             "WideResNet", "wrn28_10", "DCGANGenerator", "DCGANDiscriminator"]
+# segmentation (issue 12, part 4)
+from .unet import UNet  # noqa: E402
+
+__all__ += ["UNet"]

@@ -1,0 +1,243 @@
+"""ASH-COST: is ASH's Gaussian threshold cheaper than exact top-k selection?
+
+The ASH paper argues (README, conclusion) that selecting the top k of a feature map by
+sorting or quickselect is computationally heavy, and that estimating the threshold as
+``mu_X + z_k sigma_X`` is cheap. ``ash-cost`` times, on the same tensors and interleaved
+round-robin in one process (so that the machine's load hits every candidate alike):
+
+- ``ASH, fused``: ``ashlib.functional.ash`` (the registered operator on its fastest CPU kernels);
+- ``ASH, one-line formula``: the formula as a user would write it in eager PyTorch
+  (``x * sigmoid(2 alpha (x - mu - z sigma))`` with ``mean`` and ``var``): the straightforward ASH;
+- ``exact top-k, kthvalue``: a per-sample threshold from ``torch.kthvalue`` (quickselect) and a mask;
+- ``exact top-k, topk+scatter``: ``ashlib.functional.topk_ash`` (``torch.topk``, a partial sort);
+- ``SiLU``: ``F.silu``, for scale;
+
+each forward only (no autograd) and forward + backward, with the median over ``repeats``.
+
+Verdict rule (fixed before any number is measured): for each workload, mode (forward,
+forward + backward) and ASH implementation, the claim *holds* when that ASH's median time is
+below the faster of the two exact selections. ``reproduced`` when it holds in every case,
+``not reproduced`` when in none, otherwise ``mixed``, with the cases where it holds named.
+Timings depend on the machine: the verdict the book states comes from the stored ``book``
+run (its device and threads are in its provenance); a rerun elsewhere may differ.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import functional as AF
+from ..ops.ash_family import topk_ash_kthvalue
+from ..train import set_threads
+from .registry import ExperimentResult, environment, register
+from .runstore import RunStore
+
+__all__ = ["AshCostConfig", "AshCostResult", "run_ash_cost", "CANDIDATES", "ash_formula", "candidates", "time_candidates"]
+
+Z, ALPHA, K = 0.0, 1.0, 0.5  # z_k = 0 keeps half of a normal map; exact top-k keeps the same half
+
+
+def ash_formula(x: Tensor, z: Tensor, a: Tensor) -> Tensor:
+    """The one-line ASH (statistics over all dims but the batch), as the paper's formula reads."""
+    dims = tuple(range(1, x.dim()))
+    mu = x.mean(dim=dims, keepdim=True)
+    sigma = torch.sqrt(x.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
+    return x * torch.sigmoid(2 * a * (x - mu - z * sigma))
+
+
+def candidates() -> dict[str, Callable[[Tensor], Tensor]]:
+    z = torch.tensor(Z, requires_grad=True)
+    a = torch.tensor(ALPHA, requires_grad=True)
+    return {
+        "ASH, fused": lambda x: AF.ash(x, z, a),
+        "ASH, one-line formula": lambda x: ash_formula(x, z, a),
+        "exact top-k, kthvalue": lambda x: topk_ash_kthvalue(x, K),
+        "exact top-k, topk+scatter": lambda x: AF.topk_ash(x, K),
+        "SiLU": F.silu,
+    }
+
+
+#: the candidates timed (names as in the tables)
+CANDIDATES = tuple(candidates())
+ASH_IMPLS = ("ASH, fused", "ASH, one-line formula")
+EXACT = ("exact top-k, kthvalue", "exact top-k, topk+scatter")
+
+
+@dataclass(frozen=True)
+class AshCostConfig:
+    """Settings of ``ash-cost``: workloads as ``name=shape`` strings, repeats, threads.
+
+    ``quick``: conv 16x64x32x32 and MLP 256x1000, 9 repeats. ``book``: conv 64x64x32x32, conv
+    128x256x8x8 and MLP 256x1000, 31 repeats. ``paper``: the book's workloads on the best device
+    (CPU here; the paper gives no sizes). All on one CPU thread unless ``threads`` says otherwise.
+    """
+
+    profile: str = "quick"
+    workloads: tuple[str, ...] = ("conv=16x64x32x32", "mlp=256x1000")
+    repeats: int = 9
+    threads: int = 1
+    seeds: tuple[int, ...] = (0,)
+    device: str = "cpu"
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "AshCostConfig":
+        if profile == "quick":
+            return cls(profile="quick")
+        if profile in ("book", "paper"):
+            return cls(profile=profile, workloads=("conv=64x64x32x32", "conv=128x256x8x8", "mlp=256x1000"),
+                       repeats=31)
+        raise ValueError(f"profile={profile!r}; allowed: quick, book, paper")
+
+    def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(label, shape) of every workload; ValueError for a malformed entry."""
+        out = []
+        for w in self.workloads:
+            name, sep, dims = w.partition("=")
+            try:
+                shape = tuple(int(d) for d in dims.split("x"))
+            except ValueError:
+                shape = ()
+            if not sep or len(shape) < 2 or min(shape) < 1:
+                raise ValueError(f"workload {w!r}: expected name=NxCx... with positive sizes, e.g. conv=16x64x32x32")
+            out.append((f"{name} {dims}", shape))
+        return out
+
+
+def time_candidates(x: Tensor, repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds of each candidate on ``x``, forward (no grad) and forward + backward, interleaved."""
+    if repeats < 3:
+        raise ValueError(f"repeats={repeats}; must be >= 3")
+    fns = candidates()
+    g = torch.randn_like(x)
+    runs: dict[str, dict[str, list[float]]] = {k: {"forward": [], "forward+backward": []} for k in fns}
+
+    def fwd(f: Callable) -> None:
+        with torch.no_grad():
+            f(x)
+
+    def fwdbwd(f: Callable) -> None:
+        xx = x.detach().requires_grad_()
+        f(xx).backward(g)
+
+    for f in fns.values():  # warm-up (kernel build, caches)
+        fwd(f)
+        fwdbwd(f)
+    for _ in range(repeats):
+        for name, f in fns.items():
+            for mode, call in (("forward", fwd), ("forward+backward", fwdbwd)):
+                t0 = time.perf_counter()
+                call(f)
+                runs[name][mode].append(time.perf_counter() - t0)
+    return {k: {m: statistics.median(v) for m, v in modes.items()} for k, modes in runs.items()}
+
+
+class AshCostResult(ExperimentResult):
+    """Medians per (workload, candidate, mode), the config and the environment."""
+
+    def __init__(self, config: AshCostConfig, timings: dict[str, dict[str, dict[str, float]]], env: dict[str, Any]):
+        self.config = config
+        self.timings = timings
+        self.env = env
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (workload, mode, candidate): ms, ratio to SiLU and to the faster exact selection."""
+        out = []
+        for wl, cands in self.timings.items():
+            for mode in ("forward", "forward+backward"):
+                exact = min(cands[e][mode] for e in EXACT)
+                for name, t in cands.items():
+                    out.append({"workload": wl, "mode": mode, "candidate": name, "ms": 1e3 * t[mode],
+                                "x SiLU": t[mode] / cands["SiLU"][mode], "x exact top-k": t[mode] / exact})
+        return out
+
+    def cases(self) -> list[dict[str, Any]]:
+        """Per (workload, mode, ASH implementation): does the claim hold (ASH faster than exact top-k)?"""
+        out = []
+        for wl, cands in self.timings.items():
+            for mode in ("forward", "forward+backward"):
+                exact = min(cands[e][mode] for e in EXACT)
+                for impl in ASH_IMPLS:
+                    out.append({"workload": wl, "mode": mode, "ash": impl, "ratio": cands[impl][mode] / exact,
+                                "holds": cands[impl][mode] < exact})
+        return out
+
+    def verdicts(self) -> list[dict[str, str]]:
+        """ASH-COST by the rule of the module docstring."""
+        cases = self.cases()
+        held = [c for c in cases if c["holds"]]
+        if len(held) == len(cases):
+            word = "reproduced"
+        elif not held:
+            word = "not reproduced"
+        else:
+            parts = []
+            for impl in ASH_IMPLS:
+                for mode in ("forward", "forward+backward"):
+                    mine = [c for c in cases if c["ash"] == impl and c["mode"] == mode]
+                    ok = [c["workload"] for c in mine if c["holds"]]
+                    parts.append(f"{impl.split(', ')[1]} ASH {mode}: " + ("every workload" if len(ok) == len(mine)
+                                                                           else "none" if not ok else ", ".join(ok)))
+            word = f"mixed: ASH is cheaper than exact top-k in {len(held)} of {len(cases)} cases (" + "; ".join(parts) + ")"
+        ev = "; ".join(f"{c['workload']} {c['mode']}, {c['ash'].split(', ')[1]}: {c['ratio']:.2f}x" for c in cases)
+        evidence = (f"median time of ASH / the faster exact top-k (kthvalue or topk), {self.config.repeats} interleaved "
+                    f"repeats, {self.env.get('device', 'cpu')}, {self.config.threads} thread(s), profile "
+                    f"{self.config.profile}: {ev}")
+        return [{"claim": "ASH-COST", "evidence": evidence, "verdict": word}]
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        return {"timings": self.rows(), "cases": self.cases()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": "ash-cost", "config": self.config, "timings": self.timings, "env": self.env}
+
+    def figures(self) -> dict[str, Any]:
+        import matplotlib.pyplot as plt  # noqa: PLC0415 (optional)
+
+        from ..plotstyle import WIDTH  # noqa: PLC0415
+
+        wls = list(self.timings)
+        fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
+        names = [c for c in CANDIDATES if c != "SiLU"]
+        for ax, mode in zip(axes, ("forward", "forward+backward")):
+            width = 0.8 / len(names)
+            for i, name in enumerate(names):
+                vals = [self.timings[w][name][mode] / self.timings[w]["SiLU"][mode] for w in wls]
+                ax.bar([j + i * width for j in range(len(wls))], vals, width, label=name)
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(wls))], [w.split(" ")[0] + "\n" + w.split(" ")[1]
+                                                                           for w in wls], fontsize=8)
+            ax.set_yscale("log")
+            ax.set_title(mode)
+        axes[0].set_ylabel("time / SiLU (log scale)")
+        axes[1].legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        return {"ash_cost": fig}
+
+
+@register("ash-cost", "ASH README conclusion: the Gaussian threshold against exact top-k selection (timings)",
+          AshCostConfig)
+def run_ash_cost(config: AshCostConfig, progress: bool = True, store: RunStore | None = None) -> AshCostResult:
+    """Time every candidate on every workload; each workload is one stored unit."""
+    store = store if store is not None else RunStore.disabled()
+    if config.device != "cpu":
+        raise ValueError(f"device={config.device!r}: ash-cost times the CPU kernels only (no GPU timing here)")
+    timings = {}
+    for label, shape in config.shapes():
+        def measure(shape=shape) -> dict[str, dict[str, float]]:
+            old = set_threads(config.threads)
+            try:
+                gen = torch.Generator().manual_seed(config.seeds[0])
+                x = torch.randn(shape, generator=gen)
+                return time_candidates(x, config.repeats)
+            finally:
+                torch.set_num_threads(old)
+        timings[label] = store.compute(f"cost-{label.replace(' ', '-')}", measure)
+    env = environment("cpu")
+    env["threads"] = config.threads
+    return AshCostResult(config, timings, env)
