@@ -196,7 +196,11 @@ class Table1Config:
 
     def setting_note(self) -> str:
         """One phrase naming where the setup departs from the paper's in ways that change the task or the
-        budget (labels, optimiser, epochs), for the qualification of a verdict; empty when it does not."""
+        budget (labels, optimiser, epochs), for the qualification of a verdict; empty when it does not.
+
+        >>> Table1Config(label="median", epochs=15).setting_note()
+        'balanced labels, 15 epochs of Adam (paper: labels at p > 0.5, as read here, and 2000 epochs of SGD)'
+        """
         paper = Table1Config.for_profile("paper")
         bits = []
         if self.label != paper.label:
@@ -205,8 +209,7 @@ class Table1Config:
             bits.append(f"{self.epochs} epochs of {'Adam' if self.optimizer == 'adam' else self.optimizer.upper()}")
         if not bits:
             return ""
-        return ("at another setting than the paper's: " + ", ".join(bits) + " (the paper, as read here: labels "
-                f"thresholded at p = 0.5, {paper.epochs} epochs of SGD)")
+        return (", ".join(bits) + f" (paper: labels at p > 0.5, as read here, and {paper.epochs} epochs of SGD)")
 
 
 def _run_movement(row: dict[str, Any]) -> float | None:
@@ -597,7 +600,7 @@ class Table1Result(ExperimentResult):
 
     def _verdict_claims(self) -> dict[str, str]:
         students = set(self.config.students)
-        parts, checks, static, single = [], [], [], []
+        parts, checks, names, static, single = [], [], [], [], []
         shallow, deep = min(self.config.depths), max(self.config.depths)
 
         def usable(student: str, d: int, t: str, c: dict[str, Any]) -> bool:
@@ -620,6 +623,7 @@ class Table1Result(ExperimentResult):
             if cells:
                 ok = [c["reading"] == "better" for c in cells.values()]
                 checks.append(all(ok))
+                names.append("(a)")
                 parts.append(f"(a) AGumb - Sig better in {sum(ok)}/{len(ok)} cells: "
                              + ", ".join(cell_text(d, t, c) for (d, t), c in cells.items()))
         if {"arelu", "relu"} <= students:
@@ -629,11 +633,13 @@ class Table1Result(ExperimentResult):
             if low:
                 ok = [abs(c["mean"]) <= CLOSE_POINTS for c in low.values()]
                 checks.append(all(ok))
+                names.append("(b)")
                 parts.append(f"(b) |AReLU - ReLU| <= {CLOSE_POINTS:g} in {sum(ok)}/{len(ok)} {shallow}-layer cells: "
                              + ", ".join(cell_text(d, t, c) for (d, t), c in low.items()))
             if high:
                 ok = [c["reading"] == "better" for c in high.values()]
                 checks.append(all(ok))
+                names.append("(c)")
                 parts.append(f"(c) AReLU - ReLU better in {sum(ok)}/{len(ok)} {deep}-layer cells: "
                              + ", ".join(cell_text(d, t, c) for (d, t), c in high.items()))
         if static:
@@ -643,6 +649,11 @@ class Table1Result(ExperimentResult):
             parts.append("left out, one run (no spread): " + ", ".join(single))
         if checks:
             verdict = _share_verdict(sum(checks), len(checks), "reproduced", "not reproduced")
+            if verdict == "mixed":
+                held = [n for n, ok in zip(names, checks) if ok]
+                failed = [n for n, ok in zip(names, checks) if not ok]
+                verdict += (f": {' and '.join(held)} {'holds' if len(held) == 1 else 'hold'}, "
+                            f"{' and '.join(failed)} {'does' if len(failed) == 1 else 'do'} not")
         elif static:
             verdict = NOT_TESTED_STATIC
         elif single:
