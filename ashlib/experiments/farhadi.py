@@ -720,6 +720,10 @@ class Table1Result(ExperimentResult):
                 res_ok += ok
         if res:
             verdict = _share_verdict(sum(res_ok), len(res_ok), "reproduced", "not reproduced")
+            if verdict == "mixed":
+                n = len(res_ok) // 2
+                verdict += (f": early layers vary more among neurons in {sum(res_ok[0::2])} of {n} pairs, "
+                            f"move further from the start in {sum(res_ok[1::2])} of {n}")
         elif single:
             verdict = "inconclusive: one adapted run per pair, no spread to read a difference against"
         elif static:
