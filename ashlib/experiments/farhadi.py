@@ -42,7 +42,8 @@ from .runstore import RunStore
 from .verdicts import NOT_TESTED_STATIC, gate_adaptive_verdict
 
 __all__ = ["Table1Config", "Table1Result", "run_table1", "Table2Config", "Table2Result", "run_table2",
-           "TABLE1_PAPER", "TABLE2_PAPER", "SHORT_NAMES"]
+           "TABLE1_PAPER", "TABLE2_PAPER", "SHORT_NAMES", "paired_reading", "PLATEAU_MARGIN", "T1_TOLERANCE",
+           "CLOSE_POINTS"]
 
 #: Short names the paper uses in its tables.
 SHORT_NAMES = {"sigmoid": "Sig", "agumbel": "AGumb", "relu": "ReLU", "arelu": "AReLU"}
