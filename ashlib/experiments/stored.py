@@ -108,7 +108,7 @@ def write_provenance(out_dir: str | Path, name: str, config: Any, argv: Sequence
     old = read_provenance(out)
     sessions = list(old["sessions"]) if old and old.get("fingerprint") == fingerprint else []
     sessions.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "wall_seconds": round(float(wall_seconds), 1), "commit": commit,
+                     "wall_seconds": round(float(wall_seconds), 3), "commit": commit,
                      "units_computed": int(units_computed), "units_resumed": int(units_resumed)})
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     if device in (None, "auto"):  # what "auto" chose in this process, not the setting's name
@@ -122,7 +122,7 @@ def write_provenance(out_dir: str | Path, name: str, config: Any, argv: Sequence
         "dirty": bool(status) if status is not None else None,
         **{k: env[k] for k in ("device", "torch", "threads", "platform", "python")},
         **({"threads": int(cfg["threads"])} if isinstance(cfg.get("threads"), int) and cfg["threads"] > 0 else {}),
-        "sessions": sessions, "wall_seconds": round(sum(s["wall_seconds"] for s in sessions), 1),
+        "sessions": sessions, "wall_seconds": round(sum(s["wall_seconds"] for s in sessions), 3),
     }
     path = out / "provenance.json"
     with atomic_open(path, "w") as fh:
