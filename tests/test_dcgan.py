@@ -200,3 +200,11 @@ def test_samples_stored_as_grey_levels():
     assert q.dtype == torch.uint8 and q.tolist() == [0, 64, 128, 255, 255, 255]
     assert torch.allclose(from_uint8(q), x.clamp(-1, 1), atol=1 / 255 + 1e-6)  # half a grey level (2 / 255)
     assert from_uint8(x) is x
+
+
+def test_dcgan_verdict_similarity_needs_every_generator_at_the_bar():
+    """Final distances within 1.5x, but ReLU below the bar at the end: not 'similar final quality'."""
+    curves = {"relu": [[0.1, 0.2, 0.3]] * 3, "ash": [[0.1, 0.5, 0.5]] * 3}
+    ev = _result(curves, {"relu": 1.0, "ash": 0.9}).verdicts()[0]
+    assert "ratio 1.40: not similar: ReLU below the bar" in ev["evidence"]  # fd 7 vs 5
+    assert "ASH earlier" in ev["evidence"] and ev["verdict"] == "mixed"

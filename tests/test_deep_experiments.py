@@ -111,7 +111,7 @@ def test_dcgan_experiment_digits_via_cli(tmp_path):
     assert rc == 0
     out = json.loads((tmp_path / "results.json").read_text())
     assert len(out["rows"]) == 3 and out["fd_real"] >= 0
-    for f in ("samples.png", "fd.png", "summary.csv", "verdicts.csv"):
+    for f in ("samples.png", "quality.png", "summary.csv", "verdicts.csv"):
         assert (tmp_path / f).is_file()
 
 

@@ -392,7 +392,11 @@ class DCGANResult(RunTrajectories, ExperimentResult):
             return [{"claim": "ASH-GAN", "evidence": head + ": no generator reached it",
                      "verdict": "inconclusive: no generator reached the quality bar"}]
         finals = [r["final_fd"] for r in s.values()]
-        a = max(finals) / min(finals) <= 1.5 and all(v["learned"] for v in s.values())
+        ratio = max(finals) / min(finals)
+        below = [k for k, v in s.items() if not v["learned"]]
+        a = ratio <= 1.5 and not below
+        why_a = ("similar" if a else f"not similar: {' and '.join(below)} below the bar" if ratio <= 1.5
+                 else "not similar")
         others = [k for k in s if k != "ASH"]
 
         def earlier(o: str) -> bool:
@@ -409,7 +413,7 @@ class DCGANResult(RunTrajectories, ExperimentResult):
             return f"{v['epochs_to_bar']:.1f}{sd} ({v['reached']}/{v['seeds']} seeds)"
 
         ev = (head + "; final fd " + ", ".join(f"{k} {v['final_fd']:.2f}" for k, v in s.items())
-              + f" (ratio {max(finals) / min(finals):.2f}: {'similar' if a else 'not similar'})"
+              + f" (ratio {ratio:.2f}: {why_a})"
               + "; epochs to the bar: " + ", ".join(f"{k} {ep(v)}" for k, v in s.items())
               + f" (ASH {'earlier' if b else 'not earlier'})"
               + "; generator step time relative to ReLU: "
@@ -447,7 +451,7 @@ class DCGANResult(RunTrajectories, ExperimentResult):
     def figures(self) -> dict[str, Any]:
         from . import plotting_deep as P  # noqa: PLC0415
 
-        figs = {"samples": P.sample_grid(self), "fd": P.score_curves(self), "quality": P.quality_curves(self)}
+        figs = {"samples": P.sample_grid(self), "quality": P.quality_curves(self)}
         traj = self.trajectories()
         if traj:
             from .plotting_params import trajectory_figure  # noqa: PLC0415

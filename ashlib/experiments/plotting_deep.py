@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
-
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
@@ -193,7 +193,7 @@ def quality_curves(result: "DCGANResult") -> Figure:
                 _band(ax, rows, k, result.label(act))
         ref = result.real_scores.get(k)
         if ref is not None:
-            ax.axhline(ref, color="k", ls=":", lw=1, label="real digits" if k != "fd" else "real vs real")
+            ax.axhline(ref, color="k", ls=":", lw=1, label="real training vs held-out images")
         if k == key and result.quality_bar() is not None:
             ax.axhline(result.quality_bar(), color="k", ls="--", lw=1, label="quality bar")
         if k == "fd":
@@ -201,6 +201,7 @@ def quality_curves(result: "DCGANResult") -> Figure:
         else:
             ax.set_ylim(-0.02, 1.02)
         ax.set_title(title)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     handles, labels = [], []
@@ -209,8 +210,8 @@ def quality_curves(result: "DCGANResult") -> Figure:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.01))
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     _footer(fig, result.config.describe() + "; bands: ± 1 sd over seeds")
     return fig
 
