@@ -5,6 +5,9 @@ of units actually active per layer.
   ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)``, computed with symmetric
   eigendecompositions in float64 (no scipy); :func:`frechet_distance_features` fits the
   Gaussians to two sets of feature vectors (the FID recipe with any feature extractor).
+- :func:`precision_recall`: improved precision and recall of a generative model (Kynkaenniemi
+  et al., 2019): the share of generated feature vectors inside the k-NN manifold of the real ones,
+  and the share of real ones inside that of the generated ones (:func:`manifold_membership`).
 - :func:`ash_thresholds`: the learned ``z``, implied ``k = 1 - Phi(z)`` and ``alpha`` of every
   ASH-type site, in forward order with its relative depth.
 - :func:`active_fractions`: with forward hooks on every activation site, the fraction of
@@ -24,7 +27,7 @@ from .. import functional as AF
 from .. import modules as M
 
 __all__ = ["sqrtm_psd", "frechet_distance", "gaussian_stats", "frechet_distance_features", "ash_thresholds",
-           "active_fractions", "ASH_TYPES", "extract_features"]
+           "active_fractions", "ASH_TYPES", "extract_features", "manifold_membership", "precision_recall"]
 
 #: Modules whose gate is the ASH threshold mu + z*sigma.
 ASH_TYPES = (M.ASH, M.HardASH)
@@ -158,3 +161,41 @@ def active_fractions(model: nn.Module, x: Tensor | Iterable[Tensor], batch_size:
             row["sd_over_samples"] = float(torch.cat(per[i]).std()) if per[i] else float("nan")
         rows.append(row)
     return rows
+
+
+def _kth_neighbour_radii(ref: Tensor, k: int) -> Tensor:
+    d = torch.cdist(ref, ref)
+    # the k-th nearest *other* point: index k of the sorted row, whose index 0 is the point itself
+    return d.kthvalue(k + 1, dim=1).values
+
+
+@torch.no_grad()
+def manifold_membership(ref: Tensor, query: Tensor, k: int = 3) -> Tensor:
+    """Whether each row of ``query`` lies in the k-NN manifold of ``ref`` (Kynkaenniemi et al., 2019).
+
+    The manifold is the union of balls, one around every reference point, whose radius is the
+    distance from that point to its ``k``-th nearest other reference point (Euclidean, float64).
+    Returns a bool tensor of ``len(query)``.
+
+    Raises:
+        ValueError: the feature sets are not (n, d) with the same d, or ``k`` is not in 1..len(ref)-1.
+    """
+    r = torch.as_tensor(ref, dtype=torch.float64)
+    q = torch.as_tensor(query, dtype=torch.float64)
+    if r.dim() != 2 or q.dim() != 2 or r.shape[1] != q.shape[1]:
+        raise ValueError(f"ref and query must be (n, d) with the same d; got {tuple(r.shape)}, {tuple(q.shape)}")
+    if not 1 <= k < len(r):
+        raise ValueError(f"k={k}; must be in 1..{len(r) - 1} (len(ref) - 1)")
+    radii = _kth_neighbour_radii(r, k)
+    return (torch.cdist(q, r) <= radii[None, :]).any(dim=1)
+
+
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall of a generative model (Kynkaenniemi et al., NeurIPS 2019).
+
+    precision: the share of ``fake`` feature vectors inside the k-NN manifold of ``real`` (how many
+    generated images look like some real ones); recall: the share of ``real`` inside the manifold
+    of ``fake`` (how much of the real variety the generator covers; low under mode collapse).
+    The paper uses k = 3."""
+    return (float(manifold_membership(real, fake, k).double().mean()),
+            float(manifold_membership(fake, real, k).double().mean()))

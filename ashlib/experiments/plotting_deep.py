@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
-
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .ash_resnet import AshResNetResult
 
 __all__ = ["training_curves", "validation_loss_curves", "thresholds_by_depth", "gradcam_grid", "sample_grid",
-           "score_curves", "image_grid"]
+           "score_curves", "quality_curves", "image_grid"]
 
 _COLOURS = {k: style.color(k) for k in ("ReLU", "Swish", "ASH", "L-ASH", "F-ASH-10", "F-ASH-50", "F-ASH-90", "SiLU")}
 _footer = style.footer
@@ -174,6 +174,46 @@ def score_curves(result: "DCGANResult") -> Figure:
     style.legend_outside(ax)
     fig.tight_layout()
     _footer(fig, result.config.describe())
+    return fig
+
+
+@style.styled
+def quality_curves(result: "DCGANResult") -> Figure:
+    """Four panels by epoch per generator activation (mean ± sd over seeds): the Frechet distance (log
+    axis, real-vs-real floor dotted), the recognisable share (the quality bar dashed, real images
+    dotted), precision and recall (real images dotted). The quality score is the recognisable share
+    on digits, precision on CelebA (``result.quality_key()``)."""
+    panels = [("fd", "Fréchet distance (lower is better)"), ("recognisable", "recognisable share"),
+              ("precision", "precision (realistic share)"), ("recall", "recall (variety covered)")]
+    fig, axes = plt.subplots(2, 2, figsize=(style.WIDTH, 5.6), sharex=True)
+    key = result.quality_key()
+    for ax, (k, title) in zip(axes.flat, panels):
+        for act in result.acts():
+            rows = [r for r in result.score_curve(act) if r.get(k) is not None]
+            if rows:
+                _band(ax, rows, k, result.label(act))
+        ref = result.real_scores.get(k)
+        if ref is not None:
+            ax.axhline(ref, color="k", ls=":", lw=1, label="real training vs held-out images")
+        if k == key and result.quality_bar() is not None:
+            ax.axhline(result.quality_bar(), color="k", ls="--", lw=1, label="quality bar")
+        if k == "fd":
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    _footer(fig, result.config.describe() + "; bands: ± 1 sd over seeds")
     return fig
 
 
