@@ -242,8 +242,11 @@ def chromium(browser: str, driver: str) -> Iterator[object]:
 
 
 # Runs in the page at a narrow window: what scrolls sideways. The page itself, and any output,
-# formula in an output, table or image (inside the article) whose content is wider than its box.
+# formula in an output or image (inside the article) whose content is wider than its box.
 # Code blocks (cell inputs and shell commands in the text) may scroll: they are not outputs.
+# A table with more columns than a phone's width fits (a summary with eight numeric columns) may
+# scroll inside the theme's scroll box (.pst-scrollable-table-container), which is what that box
+# is for; the box itself must stay inside the page, and a table outside such a box may not scroll.
 _OVERFLOW_JS = r"""
 const root = document.querySelector('article') || document.querySelector('main') || document.body;
 const doc = document.documentElement;
@@ -251,6 +254,14 @@ const wide = [];
 root.querySelectorAll('.cell_output, .cell_output pre, .cell_output mjx-container[display="true"], table, '
                      + '.pst-scrollable-table-container, img').forEach(e => {
   if (e.closest('.cell_input')) return;   // code cells may scroll; outputs may not
+  const inBox = e.matches('.pst-scrollable-table-container') || (e.tagName === 'TABLE'
+                && e.parentElement && e.parentElement.matches('.pst-scrollable-table-container'));
+  if (inBox) {  // may scroll inside its box; the box may not stick out of the page
+    if (e.matches('.pst-scrollable-table-container') && e.getBoundingClientRect().right > doc.clientWidth + 2) {
+      wide.push('div.pst-scrollable-table-container sticks out: ' + (e.textContent || '').trim().slice(0, 50));
+    }
+    return;
+  }
   // a few px of slack: MathJax glyphs and table borders overhang their boxes by a pixel or two
   if (e.scrollWidth > e.clientWidth + 6 || e.getBoundingClientRect().right > doc.clientWidth + 2) {
     wide.push(e.tagName.toLowerCase() + '.' + (e.className || '').toString().split(' ')[0] + ' '
