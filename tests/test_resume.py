@@ -222,3 +222,24 @@ def test_resnet_interrupted_mid_unit_resumes_identically(tmp_path, monkeypatch):
     for key, model in straight.models.items():
         for p, q in zip(model.parameters(), resumed.models[key].parameters()):
             assert torch.equal(p, q)
+
+
+def test_seed_act_units_order_and_resume(tmp_path):
+    """Seeds outer, activations inner; a stored unit is read back, not recomputed."""
+    from ashlib.experiments.runstore import RunStore
+
+    calls = []
+
+    def fn(act, seed, unit):
+        calls.append(unit)
+        return {"v": f"{act}/{seed}"}
+
+    cfg = {"seeds": [0, 1]}
+    store = RunStore(tmp_path, "x", cfg, log=lambda m: None)
+    got = [(a, s, d["v"]) for a, s, d in store.seed_act_units((0, 1), ("relu", "ash"), fn)]
+    assert got == [("relu", 0, "relu/0"), ("ash", 0, "ash/0"), ("relu", 1, "relu/1"), ("ash", 1, "ash/1")]
+    assert calls == ["relu-seed0", "ash-seed0", "relu-seed1", "ash-seed1"]
+    calls.clear()
+    again = RunStore(tmp_path, "x", cfg, log=lambda m: None)
+    assert [d["v"] for _, _, d in again.seed_act_units((0, 1), ("relu", "ash"), fn)] == [g[2] for g in got]
+    assert calls == []

@@ -589,13 +589,10 @@ def run_ash_dcgan(config: DCGANConfig, progress: bool = True, store: RunStore | 
                    "final_fd": history[-1]["fd"], "g_parameters": sum(p.numel() for p in G.parameters())}
             return {"row": row, "samples": samples}
 
-        for seed in config.seeds:
-            for act in config.acts:
-                unit = f"{act}-seed{seed}"
-                done = store.compute(unit, lambda act=act, seed=seed, unit=unit: train_one(act, seed, unit))
-                result.rows.append(done["row"])
-                if done["samples"]:
-                    result.samples[act] = {e: from_uint8(v) for e, v in done["samples"].items()}
+        for act, seed, done in store.seed_act_units(config.seeds, config.acts, train_one):
+            result.rows.append(done["row"])
+            if done["samples"]:
+                result.samples[act] = {e: from_uint8(v) for e, v in done["samples"].items()}
     finally:
         torch.set_num_threads(old_threads)
     return result

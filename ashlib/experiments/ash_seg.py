@@ -519,12 +519,9 @@ def run_ash_seg(config: AshSegConfig, progress: bool = True, store: RunStore | N
                    "parameters": sum(p.numel() for p in model.parameters())}
             return {"row": row, "preds": preds}
 
-        for seed in config.seeds:
-            for act in config.acts:
-                unit = f"{act}-seed{seed}"
-                done = store.compute(unit, lambda act=act, seed=seed, unit=unit: train_one(act, seed, unit))
-                result.rows.append(done["row"])
-                result.preds[(act, seed)] = done["preds"]
+        for act, seed, done in store.seed_act_units(config.seeds, config.acts, train_one):
+            result.rows.append(done["row"])
+            result.preds[(act, seed)] = done["preds"]
     finally:
         torch.set_num_threads(old_threads)
     return result

@@ -33,7 +33,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from ..utils.io import atomic_open
 from ..train import CheckpointError, atomic_torch_save, load_fit_checkpoint, safe_torch_load
@@ -184,6 +184,16 @@ class RunStore:
             value = fn()
             self.put(name, value)
         return value
+
+    def seed_act_units(self, seeds: Iterable[int], acts: Iterable[str],
+                       fn: Callable[[str, int, str], T]) -> Iterator[tuple[str, int, T]]:
+        """For every seed (outer loop) and activation (inner): ``(act, seed, value)``, where value is
+        unit ``"{act}-seed{seed}"`` read from the store, or ``fn(act, seed, unit)`` stored as it returns."""
+        acts = tuple(acts)
+        for seed in seeds:
+            for act in acts:
+                unit = f"{act}-seed{seed}"
+                yield act, seed, self.compute(unit, lambda: fn(act, seed, unit))
 
     # ------------------------------------------------------------------ epoch checkpoints inside a unit
 
