@@ -171,7 +171,9 @@ def _check_f_reform() -> Verdict:
                "and SignSwish as its derivative 2f'(x) - 1, not as x*F(x) with F a CDF" if ok and not_cdf else
                "refuted" if not ok else "proved")
     evidence = "sympy: " + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items()) + \
-        f"; 2F(x) - 1 < 0 at x = -1: {'yes' if not_cdf else 'no'} (so no CDF G gives foothill = x*G(x))"
+        f"; 2F(x) - 1 < 0 at x = -1: {'yes' if not_cdf else 'no'} (so no CDF G gives foothill = x*G(x)). " \
+        "The two formulas, x tanh(gamma x/2) and 2S(beta x)(1 + beta x(1 - S(beta x))) - 1, are the forms " \
+        "the cited papers are known by; neither paper was available offline to check them against"
     return Verdict("F-REFORM", verdict, evidence, "ashlib.experiments.verdicts (sympy)")
 
 
