@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,22 +235,26 @@ class Table1Result(ExperimentResult):
         return sorted((r for r in self.rows if (r["depth"], r["teacher"], r["student"]) == (depth, teacher, student)),
                       key=lambda r: (r["seed"], r["fold"]))
 
+    def _cells(self):
+        """(depth, teacher, student, runs) for every cell of the grid that has runs, in table order."""
+        for depth in self.config.depths:
+            for teacher in self.config.teachers:
+                for student in self.config.students:
+                    runs = self._runs(depth, teacher, student)
+                    if runs:
+                        yield depth, teacher, student, runs
+
     # ---- tables
     def summary(self) -> list[dict[str, Any]]:
         """One row per (depth, teacher, student): mean, sd, se and n of the test accuracy (%) over
         seeds and folds, the paper's number, and the majority-class rate of the test folds (%)."""
         out = []
-        for depth in self.config.depths:
-            for teacher in self.config.teachers:
-                for student in self.config.students:
-                    runs = self._runs(depth, teacher, student)
-                    if not runs:
-                        continue
-                    s = mean_sd_se(100 * r["test_acc"] for r in runs)
-                    out.append({"depth": depth, "teacher": teacher, "student": student,
-                                "acc_mean": s["mean"], "acc_sd": s["sd"], "acc_se": s["se"], "n": s["n"],
-                                "paper": TABLE1_PAPER.get((depth, teacher), {}).get(student),
-                                "majority": mean_sd_se(100 * r["majority_rate"] for r in runs)["mean"]})
+        for depth, teacher, student, runs in self._cells():
+            s = mean_sd_se(100 * r["test_acc"] for r in runs)
+            out.append({"depth": depth, "teacher": teacher, "student": student,
+                        "acc_mean": s["mean"], "acc_sd": s["sd"], "acc_se": s["se"], "n": s["n"],
+                        "paper": TABLE1_PAPER.get((depth, teacher), {}).get(student),
+                        "majority": mean_sd_se(100 * r["majority_rate"] for r in runs)["mean"]})
         return out
 
     def wide(self) -> list[dict[str, Any]]:
@@ -276,17 +281,12 @@ class Table1Result(ExperimentResult):
         """One row per (depth, teacher, student): every run's test accuracy (%) in seed/fold order,
         and the majority-class rate (%) of each run's test fold next to it."""
         out = []
-        for depth in self.config.depths:
-            for teacher in self.config.teachers:
-                for student in self.config.students:
-                    runs = self._runs(depth, teacher, student)
-                    if not runs:
-                        continue
-                    out.append({"layers": depth, "teacher": SHORT_NAMES.get(teacher, teacher),
-                                "student": SHORT_NAMES.get(student, student),
-                                "runs (seed/fold)": ", ".join(f"{r['seed']}/{r['fold']}" for r in runs),
-                                "accuracy (%)": ", ".join(f"{100 * r['test_acc']:.1f}" for r in runs),
-                                "majority (%)": ", ".join(f"{100 * r['majority_rate']:.1f}" for r in runs)})
+        for depth, teacher, student, runs in self._cells():
+            out.append({"layers": depth, "teacher": SHORT_NAMES.get(teacher, teacher),
+                        "student": SHORT_NAMES.get(student, student),
+                        "runs (seed/fold)": ", ".join(f"{r['seed']}/{r['fold']}" for r in runs),
+                        "accuracy (%)": ", ".join(f"{100 * r['test_acc']:.1f}" for r in runs),
+                        "majority (%)": ", ".join(f"{100 * r['majority_rate']:.1f}" for r in runs)})
         return out
 
     def side_by_side(self) -> list[dict[str, Any]]:
@@ -391,21 +391,15 @@ class Table1Result(ExperimentResult):
         moved an alpha by at least ``MOVE_THRESHOLD`` (0.05 in log alpha) from its start, the median over
         runs of each run's largest movement, and the largest movement of all (log alpha)."""
         out = []
-        for depth in self.config.depths:
-            for teacher in self.config.teachers:
-                for student in self.config.students:
-                    moves = [m for m in (_run_movement(r) for r in self._runs(depth, teacher, student))
-                             if m is not None]
-                    if not moves:
-                        continue
-                    srt = sorted(moves)
-                    mid = len(srt) // 2
-                    median = srt[mid] if len(srt) % 2 else (srt[mid - 1] + srt[mid]) / 2
-                    out.append({"layers": depth, "teacher": SHORT_NAMES.get(teacher, teacher),
-                                "student": SHORT_NAMES.get(student, student), "runs": len(moves),
-                                "runs moved": sum(m >= MOVE_THRESHOLD for m in moves),
-                                "median largest |change of log alpha|": median,
-                                "largest |change of log alpha|": srt[-1]})
+        for depth, teacher, student, runs in self._cells():
+            moves = [m for m in (_run_movement(r) for r in runs) if m is not None]
+            if not moves:
+                continue
+            out.append({"layers": depth, "teacher": SHORT_NAMES.get(teacher, teacher),
+                        "student": SHORT_NAMES.get(student, student), "runs": len(moves),
+                        "runs moved": sum(m >= MOVE_THRESHOLD for m in moves),
+                        "median largest |change of log alpha|": statistics.median(moves),
+                        "largest |change of log alpha|": max(moves)})
         return out
 
     def alpha_rows(self, depth: int | None = None) -> list[dict[str, Any]]:
