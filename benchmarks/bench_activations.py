@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import ashlib  # noqa: E402
 import ashlib.functional as AF  # noqa: E402
+from ashlib.experiments.ash_cost import ash_formula  # noqa: E402  (the one-line formula, timed there too)
 from ashlib.ops import ash_family as FU  # noqa: E402
 
 SHAPES = {"mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8),
@@ -57,14 +58,6 @@ SHAPES = {"mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "co
 STAT_DIMS = {"tokens 32x128x512": -1}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 Z, ALPHA, K = 0.0, 1.0, 0.5  # k = 0.5 <-> z = 0
-
-
-def ash_formula(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor, dim=None) -> torch.Tensor:
-    """The one-line ASH a user would write instead of importing ashlib (the paper's formula)."""
-    dims = dim if dim is not None else tuple(range(1, x.dim()))
-    mu = x.mean(dim=dims, keepdim=True)
-    sigma = torch.sqrt(x.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
-    return x * torch.sigmoid(2 * a * (x - mu - z * sigma))
 
 
 def ops(device: str, channels: int = 1, dim=None, compiled: bool = True) -> Dict[str, Callable]:
