@@ -107,14 +107,18 @@ def test_extra_cannot_override_another_source_and_bad_words_are_refused():
         V.collect_verdicts(claims=["NOPE"], run_checks=False)
 
 
-def test_table_and_markdown(verdicts):
+def test_table(verdicts):
     pd = pytest.importorskip("pandas")
     df = V.verdict_table(verdicts)
     assert isinstance(df, pd.DataFrame) and list(df.columns) == ["claim", "verdict", "evidence", "source"]
     assert len(df) == 42 and list(df["claim"]) == list(V.CLAIM_IDS)
-    md = V.verdict_markdown([V.Verdict("F-T1", "mixed", "a | b", "x")])
-    assert md.splitlines() == ["| claim | verdict | evidence | source |", "|---|---|---|---|",
-                               "| F-T1 | mixed | a \\| b | x |"]
+
+
+def test_shown_table_escapes_pipes(tmp_path, monkeypatch):
+    V.write_ledger({"F-T1": V.Verdict("F-T1", "mixed", "a | b", "x")}, root=tmp_path)
+    monkeypatch.delenv(V.UPDATE_ENV, raising=False)
+    md = V.show_verdicts([V.Verdict("F-T1", "mixed", "a | b", "x")], root=tmp_path)._repr_markdown_()
+    assert md.splitlines()[-3:] == ["| claim | verdict | evidence |", "|:---|:---|:---|", "| F-T1 | mixed | a \\| b |"]
 
 
 def test_results_can_be_read_from_a_run_folder(tmp_path):

@@ -2,10 +2,13 @@
 
 Each claim ID of the ledger (``shared/CLAIMS.md``; :data:`CLAIM_IDS`) has exactly one *source*
 (:data:`SOURCES`): the experiment whose ``result.verdicts()`` decides it, a check function in
-this module (symbolic with sympy, or structural on ashlib's modules), or a one-sentence
-reason why it is not rerun here. :func:`collect_verdicts` assembles them; notebooks, the
-errata and the intro render them with :func:`verdict_table` (a pandas DataFrame) or
-:func:`verdict_markdown`, so two pages cannot disagree and no verdict is typed by hand.
+this module (symbolic with sympy, or structural on ashlib's modules), a one-sentence reason
+why it is not rerun here, or (for the symbolic chapters) the notebook's own verdict cell.
+:func:`collect_verdicts` assembles them and :func:`build_ledger` writes them to the committed
+ledger ``results/verdicts.json``. Every notebook's verdict cell renders its table with
+:func:`show_verdicts`, which checks each row against the ledger; the errata and the intro read
+the ledger at build time (``book/_ext/verdicts.py``). So two pages cannot disagree and no
+verdict is typed by hand.
 
 Rules that hold for every verdict:
 
@@ -29,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..analysis.trajectories import MOVE_THRESHOLD
 
 __all__ = ["CLAIM_IDS", "VERDICT_WORDS", "NOT_TESTED_STATIC", "SOURCES", "NOT_RERUN", "Verdict",
-           "gate_adaptive_verdict", "check_claim", "collect_verdicts", "verdict_table", "verdict_markdown",
+           "gate_adaptive_verdict", "check_claim", "collect_verdicts", "verdict_table",
            "MOVE_THRESHOLD", "foothill", "signswish", "f_cost_parameters", "f_cost_timing", "LedgerMismatch",
            "ledger_path", "read_ledger", "write_ledger", "build_ledger", "show_verdicts", "UPDATE_ENV"]
 
@@ -526,16 +529,6 @@ def verdict_table(verdicts: Mapping[str, Verdict] | Iterable[Verdict]):
 
     items = list(verdicts.values()) if isinstance(verdicts, Mapping) else list(verdicts)
     return pd.DataFrame([asdict(v) for v in items], columns=["claim", "verdict", "evidence", "source"])
-
-
-def verdict_markdown(verdicts: Mapping[str, Verdict] | Iterable[Verdict], evidence: bool = True) -> str:
-    """The verdicts as a Markdown (MyST) pipe table; '|' inside a cell is escaped."""
-    items = list(verdicts.values()) if isinstance(verdicts, Mapping) else list(verdicts)
-    cols = ["claim", "verdict"] + (["evidence"] if evidence else []) + ["source"]
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(esc(getattr(v, c)) for c in cols) + " |" for v in items]
-    return "\n".join(lines)
 
 
 
