@@ -33,7 +33,6 @@ import importlib
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 __all__ = ["main"]
@@ -73,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ashlib`` (and the ``ashlib`` console script)."""
     from .experiments import PROFILES, experiment_names, get_experiment, make_config  # noqa: PLC0415
     from .experiments.registry import missing_extra, run_config  # noqa: PLC0415
-    from .experiments.runstore import RunConfigMismatch  # noqa: PLC0415
+    from .experiments.runstore import RunConfigMismatch, RunStore  # noqa: PLC0415
     from .experiments.stored import write_provenance  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m ashlib", description="Run the ashlib experiments.")
@@ -157,19 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_rank:
         print(f"[ashlib] {args.name}, profile {cfg.profile}: " + json.dumps(dataclasses.asdict(cfg)), flush=True)
     started = time.monotonic()
-    store_log: list[str] = []
     try:
+        store = RunStore(args.out, args.name, cfg, write=main_rank)
         result = run_config(args.name, cfg, progress=main_rank and not args.no_progress, out_dir=args.out,
-                            write=main_rank, log=lambda msg: (store_log.append(msg), print(f"[ashlib] {msg}", flush=True)))
+                            store=store)
         if main_rank:
             if args.no_figures:
                 result.figures = lambda: {}  # type: ignore[method-assign]
             paths = result.write(args.out)
-            resumed = sum(m.startswith("resumed ") for m in store_log)
-            units = len(list((Path(args.out) / "units").glob("*.pt")))
             paths.append(write_provenance(args.out, args.name, cfg, ["python -m ashlib", *(argv if argv is not None
                                           else sys.argv[1:])], time.monotonic() - started,
-                                          units_computed=max(units - resumed, 0), units_resumed=resumed,
+                                          units_computed=len(store.computed), units_resumed=len(store.resumed),
                                           device=getattr(cfg, "device", None)))
     except (RunConfigMismatch, FileNotFoundError) as exc:  # another config in --out; a data set not on disk
         return _fail(exc)

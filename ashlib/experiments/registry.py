@@ -253,7 +253,7 @@ def make_config(name: str, profile: str | None = None, seeds: tuple[int, ...] | 
 
 
 def run_config(name: str, config: Any, progress: bool = True, out_dir: str | Path | None = None,
-               write: bool = True, log: Any = None) -> ExperimentResult:
+               write: bool = True, log: Any = None, store: RunStore | None = None) -> ExperimentResult:
     """Run experiment ``name`` with ``config``, storing each finished unit in ``out_dir`` (when given)
     and resuming the units a previous, interrupted run of the same config stored there.
 
@@ -261,7 +261,8 @@ def run_config(name: str, config: Any, progress: bool = True, out_dir: str | Pat
         RunConfigMismatch: ``out_dir`` holds a run of another experiment or configuration.
     """
     exp = get_experiment(name)
-    store = RunStore(out_dir, name, config, write=write, log=log) if out_dir is not None else RunStore.disabled()
+    if store is None:  # ``store``: one the caller opened on out_dir (to read its counts afterwards)
+        store = RunStore(out_dir, name, config, write=write, log=log) if out_dir is not None else RunStore.disabled()
     if "store" in inspect.signature(exp.run).parameters:
         result = exp.run(config, progress=progress, store=store)
         if store.resumed:

@@ -86,7 +86,8 @@ class RunStore:
         self.experiment = experiment
         self.write = write
         self.log = log if log is not None else (lambda msg: print(f"[ashlib] {msg}", flush=True))
-        self.resumed: list[str] = []
+        self.resumed: list[str] = []  # units read back from the folder in this session
+        self.computed: list[str] = []  # units computed and stored in this session
         self.checkpoint_seconds = float(os.environ.get("ASHLIB_CHECKPOINT_SECONDS", "30"))
         self.fingerprint = config_fingerprint(experiment, config) if config is not None else ""
         self._opened = time.monotonic()
@@ -175,6 +176,7 @@ class RunStore:
             return
         atomic_torch_save({"format": STORE_FORMAT + ".unit", "unit": name, "fingerprint": self.fingerprint,
                            "value": value}, self.unit_path(name))
+        self.computed.append(name)
         self._ckpt_path(name).unlink(missing_ok=True)
 
     def compute(self, name: str, fn: Callable[[], T]) -> T:
