@@ -16,7 +16,6 @@ build error, never a blank.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from docutils import nodes
@@ -24,27 +23,21 @@ from docutils.parsers.rst import directives
 from sphinx.errors import ExtensionError
 from sphinx.util.docutils import SphinxDirective, SphinxRole
 
-WORDS = ("proved", "refuted", "holds once corrected", "reproduced", "not reproduced", "mixed", "inconclusive",
-         "not rerun here", "not tested", "pending")
+from ashlib.experiments.verdicts import VERDICT_WORDS, read_ledger
 
-
-def _ledger(env) -> dict[str, dict]:
-    path = Path(env.srcdir) / "results" / "verdicts.json"
+def _ledger(env) -> dict:
+    """claim -> ashlib Verdict, read once per build from ``results/verdicts.json`` of the book's source."""
     cache = getattr(env, "_ashlib_ledger", None)
     if cache is None:
-        if not path.is_file():
-            raise ExtensionError(f"{path}: no verdict ledger (python -m ashlib verdicts --update)")
-        rows = json.loads(path.read_text())["verdicts"]
-        cache = {r["claim"]: r for r in rows}
+        try:
+            cache = read_ledger(Path(env.srcdir) / "results")
+        except (FileNotFoundError, ValueError) as exc:
+            raise ExtensionError(str(exc)) from None
         env._ashlib_ledger = cache
     return cache
 
 
-def _word(verdict: str) -> str:
-    return next(w for w in sorted(WORDS, key=len, reverse=True) if verdict.startswith(w))
-
-
-def _entry(env, claim: str, where: str) -> dict:
+def _entry(env, claim: str, where: str):
     ledger = _ledger(env)
     if claim not in ledger:
         raise ExtensionError(f"{where}: claim {claim!r} is not in results/verdicts.json")
@@ -59,7 +52,7 @@ class VerdictRole(SphinxRole):
         parts = self.text.split()
         claim, full = parts[0], len(parts) > 1 and parts[1] == "full"
         entry = _entry(self.env, claim, f"{self.env.docname}:{self.lineno}")
-        text = entry["verdict"] if full else _word(entry["verdict"])
+        text = entry.verdict if full else entry.word
         return [nodes.emphasis(text, text, classes=["verdict"])], []
 
 
@@ -75,10 +68,10 @@ class VerdictTable(SphinxDirective):
             claims = [c.strip() for c in self.options["claims"].split(",") if c.strip()]
         elif "words" in self.options:
             words = [w.strip() for w in self.options["words"].split(",") if w.strip()]
-            bad = [w for w in words if w not in WORDS]
+            bad = [w for w in words if w not in VERDICT_WORDS]
             if bad:
                 raise ExtensionError(f"{where}: unknown verdict words {bad}")
-            claims = [c for c, r in ledger.items() if _word(r["verdict"]) in words]
+            claims = [c for c, v in ledger.items() if v.word in words]
         else:
             raise ExtensionError(f"{where}: verdict-table needs :claims: or :words:")
         entries = [_entry(self.env, c, where) for c in claims]
@@ -100,10 +93,11 @@ class VerdictTable(SphinxDirective):
             row = nodes.row()
             for c in cols:
                 cell = nodes.entry()
+                value = getattr(e, c)
                 if c == "claim":
-                    cell += nodes.paragraph("", "", nodes.literal(e[c], e[c]))
+                    cell += nodes.paragraph("", "", nodes.literal(value, value))
                 else:
-                    cell += nodes.paragraph(text=e[c])
+                    cell += nodes.paragraph(text=value)
                 row += cell
             body += row
         if not entries:
