@@ -104,6 +104,35 @@ def is_dense(x: Tensor) -> bool:
 
 # --- operator registration ------------------------------------------------------------------------
 
+#: Tensor types a plain eager call may hold (a Parameter is a Tensor to the dispatcher).
+_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+
+
+def plain_eager(*tensors: Optional[Tensor]) -> bool:
+    """Whether a call may run an operator's Python kernel directly, under a
+    ``torch.autograd.Function``, instead of through the dispatcher.
+
+    The dispatcher costs a few hundred microseconds per forward+backward of these Python-kernel
+    operators (the generated autograd wrapper, argument re-binding, a second dispatch for the
+    backward operator), which is most of the time on small tensors. The direct route computes the
+    same values with the same kernels; it is taken only where nothing else would see the call:
+    not under ``torch.compile``, ``torch.jit.trace`` or ``torch.export``, no ``torch.func``
+    transform, no torch-function or dispatch mode (fake tensors, FlopCounterMode, a device
+    context), no profiler (so profiles keep listing the operators), and plain tensors only (no
+    subclasses). A decision on modes and types, never on values.
+    """
+    if torch.compiler.is_compiling():  # first: Dynamo folds it to a constant and traces no further
+        return False
+    if (torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack() > 0
+            or torch._C._autograd._profiler_enabled() or torch._C._get_tracing_state() is not None
+            or torch._C._functorch.get_dynamic_layer_stack_depth() > 0):
+        return False
+    for t in tensors:
+        if t is not None and type(t) not in _PLAIN_TYPES:
+            return False
+    return True
+
+
 #: The ``ashlib`` operator namespace. Operators are defined through torch.library.Library rather
 #: than the torch.library.custom_op decorator: the same schema, fake and autograd registrations,
 #: without custom_op's per-call Python wrapper, whose first call also imports torch._dynamo

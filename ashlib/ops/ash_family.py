@@ -46,6 +46,7 @@ reference implementation, which handles them by power-of-two scaling.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from typing import List, Optional, Tuple, Union
 
@@ -166,50 +167,55 @@ def select_backend(x: Tensor, backend: Optional[str] = None) -> str:
     return backend
 
 
-def _ptr_rows(t: Tensor, r0: int) -> int:
-    """Address of row r0 of a contiguous 2-D tensor (or of element r0 of a 1-D one)."""
-    return t.data_ptr() + r0 * t.stride(0) * t.element_size()
-
-
 def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
-                    lf: Optional[float]) -> Tuple[Tensor, Tensor, Tensor, bool]:
-    """(y, mu, sigma, ok) from the C kernels: each sample's statistics (float64, (N, 1)) and,
-    while it is in cache, its output; ok is False when some sample fails the range check
+                    lf: Optional[float], out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor, bool]:
+    """(y, mu, sigma, ok) from the C kernels: each sample's statistics (float64, (N, 1), views
+    of one (2, N, 1) buffer) and, while it is in cache, its output (into ``out``, a contiguous
+    tensor of x2's shape, when given); ok is False when some sample fails the range check
     (y is then incomplete and the caller uses the reference)."""
-    from . import native
-    from .native import parallel_rows
+    from .native import DTYPE_SUFFIX, parallel_rows
     rows, n = x2.shape
-    mu = torch.empty(rows, 1, dtype=torch.float64)
-    sigma = torch.empty_like(mu)
-    y = torch.empty_like(x2)
-    fn = getattr(lib, "ash_forward_" + native.DTYPE_SUFFIX[x2.dtype])
-    ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(y, r0), eps, zf,
-                                                  _CANCELLATION_RATIO, A, 0.0 if lf is None else lf,
-                                                  _ptr_rows(mu, r0), _ptr_rows(sigma, r0)))
+    stats = torch.empty(2, rows, 1, dtype=torch.float64)  # one allocation for mu and sigma
+    y = torch.empty_like(x2) if out is None else out
+    fn = getattr(lib, "ash_forward_" + DTYPE_SUFFIX[x2.dtype])
+    row = n * x2.element_size()
+    xp, yp, mp = x2.data_ptr(), y.data_ptr(), stats.data_ptr()
+    sp = mp + 8 * rows
+    ell = 0.0 if lf is None else lf
+    ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf,
+                                                  _CANCELLATION_RATIO, A, ell, mp + 8 * r0, sp + 8 * r0))
+    mu, sigma = stats.unbind(0)
     return y, mu, sigma, all(ok)
 
 
 def _native_backward(lib, x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float,
-                     lf: Optional[float], need_x: bool, need_a: bool, need_l: bool):
-    """(gx or None, R1, R2 or None, Rl or None), as the ATen path computes them."""
-    from . import native
-    from .native import parallel_rows
+                     lf: Optional[float], need_x: bool, need_l: bool) -> Tuple[Optional[Tensor], float, float, float]:
+    """(gx or None, sum of sigma*R1, sum of R2, sum of Rl) over all rows: the element-wise gradient
+    and the totals the parameters' gradients are made of (R1, R2, Rl as in the ATen path; Rl is
+    0 unless ``need_l`` or a slope is given). mu and sigma are contiguous float64 (N, 1).
+
+    No tensor is allocated besides gx: the totals come back in a small ctypes array per thread."""
+    from .native import DTYPE_SUFFIX, parallel_rows
     rows, n = x2.shape
     gx = torch.empty_like(x2) if need_x else None
-    R1 = torch.empty(rows, 1, dtype=torch.float64)
-    R2 = torch.empty_like(R1) if need_a else None
-    Rl = torch.empty_like(R1) if (need_l and lf is not None) else None
-    fn = getattr(lib, "ash_backward_" + native.DTYPE_SUFFIX[x2.dtype])
+    fn = getattr(lib, "ash_backward_" + DTYPE_SUFFIX[x2.dtype])
+    row = n * x2.element_size()
+    xp, gp, mp, sp = x2.data_ptr(), g2.data_ptr(), mu.data_ptr(), sigma.data_ptr()
+    gxp = gx.data_ptr() if need_x else None
+    ell = 0.0 if lf is None else lf
+    want_l = int(need_l and lf is not None)
 
-    def opt(t, r0):
-        return None if t is None else _ptr_rows(t, r0)
+    def call(r0, r1):
+        tot = (ctypes.c_double * 3)()
+        code = fn(r1 - r0, n, xp + r0 * row, gp + r0 * row, None if gxp is None else gxp + r0 * row, mp + 8 * r0,
+                  sp + 8 * r0, zf, A, ell, want_l, tot)
+        return code, tot
 
-    codes = parallel_rows(rows, n, lambda r0, r1: fn(
-        r1 - r0, n, _ptr_rows(x2, r0), _ptr_rows(g2, r0), opt(gx, r0), _ptr_rows(mu, r0), _ptr_rows(sigma, r0),
-        zf, A, 0.0 if lf is None else lf, _ptr_rows(R1, r0), opt(R2, r0), opt(Rl, r0)))
-    if any(codes):
+    parts = parallel_rows(rows, n, call)
+    if any(code for code, _ in parts):
         raise MemoryError("ashlib.native: could not allocate a row buffer for the ASH backward")
-    return gx, R1, R2, Rl
+    totals = [sum(tot[i] for _, tot in parts) for i in range(3)]
+    return gx, totals[0], totals[1], totals[2]
 
 
 def _aten_forward(x: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float],
@@ -338,11 +344,20 @@ def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: f
 
     ``exact`` is a CPU bool: whether the exact float64 path was taken (read by the backward
     without a device synchronisation)."""
+    y, mu, sigma, exact = _ash_forward(x, z, alpha, slope, eps, backend, chunk_elements)
+    if mu.untyped_storage().data_ptr() == sigma.untyped_storage().data_ptr():
+        mu, sigma = mu.clone(), sigma.clone()  # an operator's outputs may not share storage (the native buffer)
+    return y, mu, sigma, torch.tensor(exact)
+
+
+def _ash_forward(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: float,
+                 backend: Optional[str], chunk_elements: int) -> Tuple[Tensor, Tensor, Tensor, bool]:
+    """The kernel of :func:`_ash_op`, with ``exact`` as a Python bool."""
     if not (eps > 0 and math.isfinite(eps)):
         raise C.range_error("eps", eps, "finite and > 0 (it keeps sigma and its gradient finite on a constant "
                             "feature map)")
     rows, n = x.shape
-    no, yes = torch.zeros((), dtype=torch.bool), torch.ones((), dtype=torch.bool)
+    no, yes = False, True
     backend = select_backend(x, backend)
     if backend == "triton":
         # nothing is read on the host (no device synchronisation): the statistics are float64 for
@@ -404,6 +419,14 @@ def _ash_backward_op(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: O
                      sigma: Tensor, exact: Tensor, eps: float, need: List[bool], backend: Optional[str] = None,
                      chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """(dL/dx, dL/dz, dL/dalpha, dL/dslope) of :func:`_ash_op`; entries not in ``need`` are left empty."""
+    # (exact is a CPU tensor: reading it costs no device synchronisation)
+    return _ash_grads(grad, x, z, alpha, slope, mu, sigma, bool(exact), need, backend, chunk_elements)
+
+
+def _ash_grads(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], mu: Tensor,
+               sigma: Tensor, exact: bool, need: List[bool], backend: Optional[str],
+               chunk_elements: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The kernel of :func:`_ash_backward_op`, with ``exact`` as a Python bool."""
     need_x, need_z, need_a, need_l = need
     need_l = need_l and slope is not None
     rows, n = x.shape
@@ -413,7 +436,7 @@ def _ash_backward_op(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: O
     backend = select_backend(x, backend)
     need_w = need_x or need_z or need_a
     f64 = torch.float64
-    if backend == "triton" and not bool(exact):  # (exact is a CPU tensor: no synchronisation)
+    if backend == "triton" and not exact:
         from . import triton_ash
         gx, R1, R2, Rl = triton_ash.ash_backward(x.contiguous(), grad.to(x.dtype).contiguous(), mu, sigma, z, alpha,
                                                  slope, need_x, need_a, need_l)
@@ -424,12 +447,15 @@ def _ash_backward_op(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: O
         zf, af, lf = _read_params(z, alpha, slope)
         A = 2.0 * af
         c = 1.0 if lf is None else 1.0 - lf
-        if bool(exact):  # the forward took the exact path: so does the backward
+        if exact:  # the forward took the exact path: so does the backward
             gx, R1, R2, Rl = _exact_backward(x, grad, mu, sigma, zf, A, lf)
         elif backend == "native":
             x = x.contiguous()
-            g2 = grad.to(x.dtype).contiguous()
-            gx, R1, R2, Rl = _native_backward(_native_lib(x), x, g2, mu, sigma, zf, A, lf, need_x, need_a, need_l)
+            plan = (_native_lib(x), zf, A, lf, z.shape, z.dtype, alpha.shape, alpha.dtype,
+                    None if slope is None else (slope.shape, slope.dtype))
+            out = _native_grads(plan, x, grad, mu.contiguous(), sigma.contiguous(), [need_x, need_z, need_a, need_l])
+            filler = (x, z, alpha, x.new_empty(0) if slope is None else slope)
+            return tuple(torch.empty_like(f) if o is None else o for o, f in zip(out, filler))
         else:
             gx, R1, R2, Rl = _aten_backward(x, grad, mu, sigma, zf, A, lf, need_x, need_w, need_a, need_l,
                                             chunk_elements)
@@ -496,6 +522,91 @@ C.define_op("ash_backward(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor?
             "-> (Tensor, Tensor, Tensor, Tensor)" % DEFAULT_CHUNK_ELEMENTS, _ash_backward_op, _ash_backward_fake)
 
 
+_EPS_NATIVE_MIN = math.sqrt(torch.finfo(torch.float32).tiny)
+#: devices whose tensors the eager Functions take (meta tensors go to the operators' fake kernels)
+_EAGER_DEVICES = ("cpu", "cuda")
+
+
+class _EagerASH(torch.autograd.Function):
+    """``torch.ops.ashlib.ash`` and its backward without the dispatcher, for plain eager calls
+    (see :func:`ashlib.ops._common.plain_eager`): the same kernels, the same saved tensors (x and
+    the per-row statistics), the same differentiable backward under ``create_graph=True``, a
+    fraction of the fixed cost per call.
+
+    On the native backend the parameters are read once, in the forward, and the backward uses
+    those values (the ones the output was computed with)."""
+
+    operator = "ashlib::ash"
+
+    @staticmethod
+    def forward(ctx, x_in, z, alpha, slope, eps, backend, chunk_elements, dims):
+        # the rows view is taken here, below autograd: no view nodes in the graph; the output is
+        # a fresh tensor (not a view), so in-place ops on it work
+        view = RowsView(x_in, dims)
+        ctx.view = view
+        ctx.eps, ctx.backend, ctx.chunk_elements = eps, backend, chunk_elements
+        x = view.to_rows(x_in)
+        lib = _native_lib(x) if backend in (None, "native") else None
+        if lib is not None and eps >= _EPS_NATIVE_MIN and x.numel() > 0:
+            if not (eps > 0 and math.isfinite(eps)):
+                raise C.range_error("eps", eps, "finite and > 0")
+            zf, af, lf = _read_params(z, alpha, slope)
+            x = x.contiguous()
+            y, y2 = view.new_output()
+            y2, mu, sigma, ok = _native_forward(lib, x, eps, zf, 2.0 * af, lf, out=y2)
+            if ok:
+                ctx.native = (lib, zf, 2.0 * af, lf, z.shape, z.dtype, alpha.shape, alpha.dtype,
+                              None if slope is None else (slope.shape, slope.dtype))
+                ctx.save_for_backward(x, mu, sigma, z, alpha, slope)
+                return y if y2.untyped_storage().data_ptr() == y.untyped_storage().data_ptr() else \
+                    y.copy_(view.restore(y2))
+        y2, mu, sigma, exact = _ash_forward(x, z, alpha, slope, eps, backend, chunk_elements)
+        ctx.native, ctx.exact = None, exact
+        ctx.save_for_backward(x, mu, sigma, z, alpha, slope)
+        y = view.restore(y2)
+        return y.clone() if y.untyped_storage().data_ptr() == y2.untyped_storage().data_ptr() else y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mu, sigma, z, alpha, slope = ctx.saved_tensors
+        view = ctx.view
+        grad = view.to_rows(grad)
+        needs = list(ctx.needs_input_grad[:4])
+        needs[3] = needs[3] and slope is not None
+        if torch.is_grad_enabled():  # a gradient of this gradient will be taken
+            eps = ctx.eps
+            grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, (1,), eps), grad,
+                                         (x, z, alpha, slope), needs)
+        elif ctx.native is not None:
+            grads = _native_grads(ctx.native, x, grad, mu, sigma, needs)
+        else:
+            grads = _ash_grads(grad, x, z, alpha, slope, mu, sigma, ctx.exact, needs, ctx.backend,
+                               ctx.chunk_elements)
+            grads = [g if nd else None for g, nd in zip(grads, needs)]
+        gx = None if grads[0] is None else view.restore(grads[0])
+        return gx, grads[1], grads[2], grads[3], None, None, None, None
+
+
+def _native_grads(plan, x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, needs) -> list:
+    """[dL/dx, dL/dz, dL/dalpha, dL/dslope] (None where not needed) from the native kernels, with
+    the parameters as the forward read them (``plan``)."""
+    lib, zf, A, lf, z_meta, a_meta, l_meta = plan[0], plan[1], plan[2], plan[3], plan[4:6], plan[6:8], plan[8]
+    need_x, need_z, need_a, need_l = needs
+    c = 1.0 if lf is None else 1.0 - lf
+    g2 = grad if grad.dtype == x.dtype and grad.is_contiguous() else grad.to(x.dtype).contiguous()
+    # the parameters' gradients are allocated before gx: small blocks placed after a large one
+    # keep glibc from reusing its space, and the large blocks are then page-faulted in again
+    gz = torch.empty(z_meta[0], dtype=z_meta[1]) if need_z else None
+    ga = torch.empty(a_meta[0], dtype=a_meta[1]) if need_a else None
+    gl = torch.empty(l_meta[0], dtype=l_meta[1]) if need_l else None
+    gx, s_r1, s_r2, s_rl = _native_backward(lib, x, g2, mu, sigma, zf, A, lf, need_x, need_l)
+    # dL/dz = -c A sum(sigma R1), dL/dalpha = 2c sum(R2), dL/dslope = sum(Rl) (module docstring)
+    for t, v in ((gz, -s_r1 * (c * A)), (ga, s_r2 * (2.0 * c)), (gl, s_rl)):
+        if t is not None:
+            t.fill_(v)
+    return [gx, gz, ga, gl]
+
+
 def _hard_ash_op(x: Tensor, z: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
     """(y, keep) of hard ASH over the rows of 2-D x: y = x where x >= mu + z*sigma, else 0."""
     zf = float(z)
@@ -547,33 +658,76 @@ C.define_op("topk_ash(Tensor x, int n_keep) -> (Tensor, Tensor)", _topk_ash_op, 
 # --- rows views and the Python entry points --------------------------------------------------------
 
 
-def as_rows(x: Tensor, dims: Tuple[int, ...]):
-    """x as a (rows, elements) tensor with one row per set of statistics over ``dims``, and a
-    function that turns a result of that shape back into x's shape and memory format.
+class RowsView:
+    """How a tensor of one shape and layout becomes a (rows, elements) tensor with one row per set
+    of statistics over ``dims``, and back.
 
     The reduced dims are put last in the order they have in memory, so a channels_last map, or
-    statistics over the last dim, need no copy; the result comes back in x's memory format.
+    statistics over the last dim, need no copy; results come back in x's memory format.
+    :meth:`to_rows` applies the same permutation to any tensor of x's shape (a gradient whose
+    strides differ from x's included).
     """
-    nd = x.dim()
-    keep = [d for d in range(nd) if d not in dims]
-    red = sorted(dims, key=lambda d: (-x.stride(d), d)) if len(dims) > 1 else list(dims)
-    perm = keep + red
-    xp = x.permute(perm) if perm != list(range(nd)) else x
-    n = math.prod(xp.shape[len(keep):])
-    rows = math.prod(xp.shape[: len(keep)])
-    x2 = xp.reshape(rows, n)
-    inv = [0] * nd
-    for i, p in enumerate(perm):
-        inv[p] = i
 
-    def restore(y2: Tensor) -> Tensor:
-        y = y2.reshape(xp.shape)
-        y = y.permute(inv) if perm != list(range(nd)) else y
-        if y.stride() != x.stride() and C.is_dense(x):
-            y = torch.empty_like(x).copy_(y)
+    __slots__ = ("shape", "perm", "inv", "pshape", "rows", "n", "stride", "dense", "dtype", "device")
+
+    def __init__(self, x: Tensor, dims: Tuple[int, ...]) -> None:
+        nd = x.dim()
+        self.shape, self.stride, self.dtype, self.device = x.shape, x.stride(), x.dtype, x.device
+        k = nd - len(dims)
+        if dims[0] == k and (k == nd - 1 or x.is_contiguous()):  # trailing dims in memory order: no permutation
+            self.perm = self.inv = None
+            self.pshape = x.shape
+        else:
+            keep = [d for d in range(nd) if d not in dims]
+            red = sorted(dims, key=lambda d: (-x.stride(d), d)) if len(dims) > 1 else list(dims)
+            perm = keep + red
+            self.perm = perm
+            self.inv = [0] * nd
+            for i, p in enumerate(perm):
+                self.inv[p] = i
+            self.pshape = torch.Size([x.shape[p] for p in perm])
+        self.rows = math.prod(self.pshape[:k])
+        self.n = math.prod(self.pshape[k:])
+        self.dense = None  # computed when first needed
+
+    def new_output(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """A fresh tensor in x's shape and memory format, and its (rows, elements) view (None when
+        the rows would be a copy): a kernel writes the rows and the tensor is the result."""
+        if self.dense is None:
+            self.dense = C.is_dense(torch.empty_strided(self.shape, self.stride, dtype=torch.bool, device="meta"))
+        if self.dense:
+            base = torch.empty_strided(self.shape, self.stride, dtype=self.dtype, device=self.device)
+        else:
+            base = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        rows = self.to_rows(base)
+        shared = rows.untyped_storage().data_ptr() == base.untyped_storage().data_ptr() and rows.is_contiguous()
+        return base, (rows if shared else None)
+
+    def to_rows(self, t: Tensor) -> Tensor:
+        """t (of x's shape) as (rows, elements): a view where the layout allows, else a copy."""
+        if self.perm is not None:
+            t = t.permute(self.perm)
+        return t.reshape(self.rows, self.n)
+
+    def restore(self, y2: Tensor) -> Tensor:
+        """A (rows, elements) result in x's shape and memory format."""
+        y = y2.reshape(self.pshape)
+        if self.perm is not None:
+            y = y.permute(self.inv)
+        if y.stride() != self.stride:
+            if self.dense is None:
+                self.dense = C.is_dense(torch.empty_strided(self.shape, self.stride, dtype=torch.bool, device="meta"))
+            if self.dense:
+                y = torch.empty_strided(self.shape, self.stride, dtype=y.dtype, device=y.device).copy_(y)
         return y
 
-    return x2, restore
+
+def as_rows(x: Tensor, dims: Tuple[int, ...]):
+    """x as a (rows, elements) tensor with one row per set of statistics over ``dims``, and a
+    function that turns a result of that shape back into x's shape and memory format
+    (see :class:`RowsView`)."""
+    view = RowsView(x, dims)
+    return view.to_rows(x), view.restore
 
 
 def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] = 1.0, dim=None,
@@ -600,14 +754,16 @@ def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Te
 
 
 def _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend) -> Tensor:
-    x2, restore = as_rows(x, C.reduce_dims(x, dim))
-    p = [C.as_param(v, x) for v in (z, alpha)] + [None if slope is None else C.as_param(slope, x)]
+    dims = C.reduce_dims(x, dim)
+    p = [C.as_param(z, x), C.as_param(alpha, x), None if slope is None else C.as_param(slope, x)]
     for name, v in zip(("z", "alpha", "slope"), p):
         if v is not None and v.numel() != 1:
             raise ValueError(f"{name} has {v.numel()} elements: the operator takes one value "
                              "(ashlib.functional.ash accepts tensors broadcastable to x)")
-    y2 = torch.ops.ashlib.ash(x2, p[0], p[1], p[2], float(eps), backend, chunk_elements)[0]
-    return restore(y2)
+    if x.device.type in _EAGER_DEVICES and C.plain_eager(x, *p):
+        return _EagerASH.apply(x, p[0], p[1], p[2], float(eps), backend, chunk_elements, dims)
+    x2, restore = as_rows(x, dims)
+    return restore(torch.ops.ashlib.ash(x2, p[0], p[1], p[2], float(eps), backend, chunk_elements)[0])
 
 
 def hard_ash(x: Tensor, z: Union[Number, Tensor], dims: Tuple[int, ...], eps: float) -> Tensor:

@@ -53,7 +53,8 @@ _i64, _f32, _f64, _p = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c
 #: ctypes signatures: name -> (argument types, result type, dtype suffixes the C code defines)
 SIGNATURES = {
     "ash_forward": ([_i64, _i64, _p, _p, _f64, _f64, _f64, _f32, _f32, _p, _p], ctypes.c_int, ("f32", "bf16")),
-    "ash_backward": ([_i64, _i64, _p, _p, _p, _p, _p, _f64, _f32, _f32, _p, _p, _p], ctypes.c_int, ("f32", "bf16")),
+    "ash_backward": ([_i64, _i64, _p, _p, _p, _p, _p, _f64, _f32, _f32, ctypes.c_int, _p], ctypes.c_int,
+                     ("f32", "bf16")),
     "ash_exp": ([_i64, _p, _p], None, ("f32",)),
     # elementwise_cpu.c: (e0, e1, inner, K, x, [g,] out..., parameter[, acc]) -> hard count or -1
     "swish_fwd": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),

@@ -196,13 +196,15 @@ int ash_forward_##SUF(int64_t rows, int64_t n, const T *x, T *y, double eps, dou
 /* Backward, two passes per sample: pass 1 (bwd_pass1) gives the sums R1, R2, Rl and the           \
  * element-wise part of dL/dx (in gx itself for float32, else in a float32 row buffer); pass 2     \
  * adds the path through mu and sigma. bfloat16 samples are first widened to float32 row buffers,  \
- * so that both types run the same float32 loops. gx, R2, Rl may be NULL when not needed.          \
+ * so that both types run the same float32 loops. gx may be NULL when not needed; Rl is computed   \
+ * when need_l or ell != 0. The parameters' gradients need only totals over the samples, which go  \
+ * into tot[0..2]: sum of sigma R1, sum of R2, sum of Rl (in sample order, float64).               \
  * Returns 0, or -1 if the row buffers could not be allocated. */                                  \
 int ash_backward_##SUF(int64_t rows, int64_t n, const T *x, const T *g, T *gx, const double *mu,   \
-                       const double *sigma, double z, float A, float ell, double *R1, double *R2,  \
-                       double *Rl) {                                                               \
+                       const double *sigma, double z, float A, float ell, int need_l, double *tot) {\
     const float c = 1.0f - ell;                                                                    \
-    const int leaky = ell != 0.0f || Rl != NULL;                                                   \
+    const int leaky = ell != 0.0f || need_l;                                                       \
+    double t_sr1 = 0.0, t_r2 = 0.0, t_rl = 0.0;                                                    \
     const int direct = sizeof(T) == sizeof(float); /* float32: no widening, pass 1 writes into gx */\
     float *buf = NULL;                                                                             \
     if (!direct) {                                                                                 \
@@ -246,9 +248,9 @@ int ash_backward_##SUF(int64_t rows, int64_t n, const T *x, const T *g, T *gx, c
             }                                                                                      \
             xf = xw;                                                                               \
         }                                                                                          \
-        R1[r] = sums[0];                                                                           \
-        if (R2) R2[r] = sums[1];                                                                   \
-        if (Rl) Rl[r] = sums[2];                                                                   \
+        t_sr1 += sigma[r] * sums[0];                                                               \
+        t_r2 += sums[1];                                                                           \
+        t_rl += sums[2];                                                                           \
         if (!gx) continue;                                                                         \
         /* pass 2: the path through mu and sigma, -(W/n)(1 + z^2 + z d/sigma), W = c A R1 */       \
         double wn = sums[0] * (double)(c * A) / (double)n;                                         \
@@ -260,6 +262,9 @@ int ash_backward_##SUF(int64_t rows, int64_t n, const T *x, const T *g, T *gx, c
             store_##SUF(gxr, i, fmaf(k1, d, part[i] + k0));                                        \
         }                                                                                          \
     }                                                                                              \
+    tot[0] = t_sr1;                                                                                \
+    tot[1] = t_r2;                                                                                 \
+    tot[2] = t_rl;                                                                                 \
     return 0;                                                                                      \
 }
 
