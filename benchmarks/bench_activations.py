@@ -52,7 +52,7 @@ import ashlib.functional as AF  # noqa: E402
 from ashlib.experiments.ash_cost import ash_formula  # noqa: E402  (the one-line formula, timed there too)
 from ashlib.ops import ash_family as FU  # noqa: E402
 
-SHAPES = {"mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8),
+SHAPES = {"small 32x256": (32, 256), "mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8),
           "tokens 32x128x512": (32, 128, 512)}
 #: the dims ASH takes its statistics over, per workload (None: every dim but the batch)
 STAT_DIMS = {"tokens 32x128x512": -1}
@@ -106,10 +106,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (memory the kernel had to map in again: what
+    glibc's trimming of freed memory costs the next allocation); 0 where getrusage is missing."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, slow: set) -> Dict[str, dict]:
-    """Median seconds of forward (no grad) and forward+backward, ops interleaved in each repeat."""
+    """Median seconds of forward (no grad) and forward+backward, ops interleaved in each repeat,
+    and the mean minor page faults per forward+backward call ("faults")."""
     g = torch.randn_like(x)
-    res = {k: {"fwd": [], "fwdbwd": []} for k in fns}
+    res = {k: {"fwd": [], "fwdbwd": [], "faults": []} for k in fns}
 
     def fwd(f):
         with torch.no_grad():
@@ -128,11 +139,15 @@ def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, 
                 continue  # the reference is 10-100x slower: fewer repeats keep the run short
             for kind, fn in (("fwd", fwd), ("fwdbwd", fwdbwd)):
                 _sync(device)
+                f0 = minor_faults()
                 t0 = time.perf_counter()
                 fn(f)
                 _sync(device)
                 res[k][kind].append(time.perf_counter() - t0)
-    return {k: {kind: statistics.median(v) for kind, v in d.items()} for k, d in res.items()}
+                if kind == "fwdbwd":
+                    res[k]["faults"].append(minor_faults() - f0)
+    return {k: {kind: (statistics.mean(v) if kind == "faults" else statistics.median(v)) for kind, v in d.items()}
+            for k, d in res.items()}
 
 
 def saved_bytes(f: Callable, x: torch.Tensor) -> int:
@@ -295,6 +310,25 @@ def first_call_latency() -> Dict[str, float]:
     return out
 
 
+def run_isolated(argv: List[str], timeout: float = 1800) -> dict:
+    """:func:`main` with ``argv`` in a fresh Python process, its result read back from its JSON.
+
+    glibc's allocator settings (``--tuned-allocator``) and its heap state belong to a process and
+    cannot be undone; a notebook that compares allocator settings runs each in its own process.
+    The child's progress lines are discarded; a failure raises with the child's last output.
+    """
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--out", out],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark failed (exit {proc.returncode}): {(proc.stdout + proc.stderr)[-2000:]}")
+        with open(out) as fh:
+            return json.load(fh)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench_results.json", help="JSON file to write")
@@ -313,6 +347,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--ops", nargs="*", default=None,
                     help="only the ops whose name contains one of these (relu and silu always run)")
     args = ap.parse_args(argv)
+    if not args.no_compile:
+        # every shape (and grad mode) compiles the same two lambdas afresh: allow that many graphs
+        from torch._dynamo import config as dynamo_config
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 4 * len(args.shapes) + 8)
     if args.threads:
         torch.set_num_threads(args.threads)
     heap_kept = keep_heap() if args.tuned_allocator and args.device == "cpu" else False
@@ -328,7 +366,7 @@ def main(argv=None) -> dict:
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, reps {reps}, "
           f"heap kept: {heap_kept}")
     header = f"{'shape':18s} {'dtype':9s} {'op':24s} {'fwd ms':>8s} {'f+b ms':>8s} {'fwd/silu':>8s} " \
-             f"{'f+b/silu':>8s} {'f+b/relu':>8s} {'saved/silu':>10s} {'peak/silu':>9s}"
+             f"{'f+b/silu':>8s} {'f+b/relu':>8s} {'saved/silu':>10s} {'peak/silu':>9s} {'faults':>7s}"
     print(header)
     print("-" * len(header))
     for sname in args.shapes:
@@ -346,7 +384,7 @@ def main(argv=None) -> dict:
                 row = {"shape": sname, "dims": list(SHAPES[sname]), "stat_dim": STAT_DIMS.get(sname),
                        "dtype": dname, "op": k,
                        "backend": backend if k in ("ash (fused)", "leaky_ash (fused)") else None,
-                       "fwd_s": t[k]["fwd"], "fwdbwd_s": t[k]["fwdbwd"],
+                       "fwd_s": t[k]["fwd"], "fwdbwd_s": t[k]["fwdbwd"], "fwdbwd_faults": t[k]["faults"],
                        "fwd_vs_silu": t[k]["fwd"] / t["silu"]["fwd"],
                        "fwdbwd_vs_silu": t[k]["fwdbwd"] / t["silu"]["fwdbwd"],
                        "fwd_vs_relu": t[k]["fwd"] / t["relu"]["fwd"],
@@ -358,7 +396,7 @@ def main(argv=None) -> dict:
                 rows.append(row)
                 print(f"{sname:18s} {dname:9s} {k:24s} {row['fwd_s'] * 1e3:8.2f} {row['fwdbwd_s'] * 1e3:8.2f} "
                       f"{row['fwd_vs_silu']:8.2f} {row['fwdbwd_vs_silu']:8.2f} {row['fwdbwd_vs_relu']:8.2f} "
-                      f"{row['saved_vs_silu']:10.2f} {row['peak_vs_silu']:9.2f}", flush=True)
+                      f"{row['saved_vs_silu']:10.2f} {row['peak_vs_silu']:9.2f} {row['fwdbwd_faults']:7.0f}", flush=True)
     result = {"meta": meta, "activations": rows}
     if not args.no_resnet:
         batch = 32 if args.quick else 128

@@ -668,13 +668,14 @@ class RowsView:
     strides differ from x's included).
     """
 
-    __slots__ = ("shape", "perm", "inv", "pshape", "rows", "n", "stride", "dense", "dtype", "device")
+    __slots__ = ("shape", "perm", "inv", "pshape", "rows", "n", "stride", "dense", "dtype", "device", "contiguous")
 
     def __init__(self, x: Tensor, dims: Tuple[int, ...]) -> None:
         nd = x.dim()
         self.shape, self.stride, self.dtype, self.device = x.shape, x.stride(), x.dtype, x.device
+        self.contiguous = x.is_contiguous()
         k = nd - len(dims)
-        if dims[0] == k and (k == nd - 1 or x.is_contiguous()):  # trailing dims in memory order: no permutation
+        if dims[0] == k and (k == nd - 1 or self.contiguous):  # trailing dims in memory order: no permutation
             self.perm = self.inv = None
             self.pshape = x.shape
         else:
@@ -693,6 +694,9 @@ class RowsView:
     def new_output(self) -> Tuple[Tensor, Optional[Tensor]]:
         """A fresh tensor in x's shape and memory format, and its (rows, elements) view (None when
         the rows would be a copy): a kernel writes the rows and the tensor is the result."""
+        if self.perm is None and self.contiguous:  # the common case, in two calls
+            base = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+            return base, base.view(self.rows, self.n)
         if self.dense is None:
             self.dense = C.is_dense(torch.empty_strided(self.shape, self.stride, dtype=torch.bool, device="meta"))
         if self.dense:

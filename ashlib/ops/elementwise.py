@@ -350,15 +350,20 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     xc = x.detach().contiguous()
     n = xc.numel()
     name, suf = _NATIVE_NAMES[op], native.DTYPE_SUFFIX[x.dtype]
+    # the small per-call buffers first, the large outputs after them: a small block placed
+    # after a large one keeps glibc from reusing the large one's space, which is then trimmed
+    # and page-faulted in again on every call
+    chunks = native.row_chunks(n, 1)
+    accs = torch.zeros(chunks, K, dtype=torch.float64) if need_a else None
+    gc = g.to(x.dtype).contiguous() if (need_x or need_a) else None
     y = torch.empty_like(xc) if need_y else None
     gx = torch.empty_like(xc) if need_x else None
-    gc = None
     if need_x or need_a:
-        gc = g.to(x.dtype).contiguous()
         fn = getattr(lib, f"{name}_bwd_{suf}")
+        starts = [n * i // chunks for i in range(chunks)]
 
         def call(e0, e1):
-            acc = torch.zeros(K, dtype=torch.float64) if need_a else None
+            acc = accs[starts.index(e0)] if need_a else None
             res = fn(e0, e1, inner, K, xc.data_ptr(), gc.data_ptr(), gx.data_ptr() if need_x else None,
                      p.data_ptr(), acc.data_ptr() if need_a else None)
             return res, acc
@@ -373,11 +378,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
         if op != "swish":
             _check_positive_tensor(a)  # raises for alpha <= 0 or nan; else the ATen path takes it
         return None
-    ga = None
-    if need_a:
-        ga = parts[0][1]
-        for _, acc in parts[1:]:
-            ga += acc
+    ga = accs.sum(0) if need_a and chunks > 1 else (accs[0] if need_a else None)
     n_hard = sum(counts)
     if n_hard:
         if n_hard > _FLOAT64_ALL_FRACTION * n:
@@ -493,6 +494,30 @@ def _register(name: str) -> None:
     C.define_op(f"{name}_backward(Tensor grad, Tensor x, Tensor param, bool[] need) -> (Tensor, Tensor)", backward,
                 lambda grad, x, param, need: (torch.empty_like(x), torch.empty_like(param)))
 
+    def eager_forward(ctx, x, param):
+        ctx.save_for_backward(x, param)
+        return forward(x, param)
+
+    def eager_backward(ctx, grad):
+        x, param = ctx.saved_tensors
+        needs = list(ctx.needs_input_grad[:2])
+        if torch.is_grad_enabled():
+            from .ash_family import differentiable_grads
+            gx, ga = differentiable_grads(ref, grad, (x, param), needs)
+            return gx, ga
+        gx, ga = backward(grad, x, param, needs)
+        return (gx if needs[0] else None), (ga if needs[1] else None)
+
+    # the operator's kernels without the dispatcher, for plain eager calls (see
+    # ashlib.ops._common.plain_eager): the same values, a fraction of the fixed cost per call
+    _EAGER[name] = type(f"_Eager_{name}", (torch.autograd.Function,),
+                        {"forward": staticmethod(eager_forward), "backward": staticmethod(eager_backward),
+                         "operator": f"ashlib::{name}"})
+
+
+#: operator name -> its eager torch.autograd.Function
+_EAGER: Dict[str, type] = {}
+
 
 for _name in OPS:
     _register(_name)
@@ -517,6 +542,8 @@ def dense_view(x: Tensor, p: Tensor):
 def call(name: str, x: Tensor, param: Tensor) -> Tensor:
     """Run ``torch.ops.ashlib.<name>`` on x in its memory format."""
     xp, pp, inv = dense_view(x, param)
+    if inv is None and x.device.type in ("cpu", "cuda") and C.plain_eager(x, param):
+        return _EAGER[name].apply(xp, pp)
     y = getattr(torch.ops.ashlib, name)(xp, pp)
     return y if inv is None else y.permute(inv)
 

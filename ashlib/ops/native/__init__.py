@@ -32,7 +32,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["library", "library_for", "available", "build", "parallel_rows", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
+__all__ = ["library", "library_for", "available", "build", "parallel_rows", "row_chunks", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".c"))
@@ -245,11 +245,19 @@ def _executor() -> ThreadPoolExecutor:
 PARALLEL_MIN_ELEMENTS = 1 << 19
 
 
+def row_chunks(rows: int, n: int) -> int:
+    """How many calls :func:`parallel_rows` makes for ``rows`` rows of ``n`` elements (callers
+    size per-call buffers with it before allocating their large outputs)."""
+    threads = min(torch.get_num_threads(), rows)
+    return 1 if threads <= 1 or rows * n < PARALLEL_MIN_ELEMENTS else threads
+
+
 def parallel_rows(rows: int, n: int, call: Callable[[int, int], object]) -> list:
     """Run ``call(r0, r1)`` over row ranges covering ``range(rows)``, on up to
-    ``torch.get_num_threads()`` threads; returns the calls' results in row order."""
-    threads = min(torch.get_num_threads(), rows)
-    if threads <= 1 or rows * n < PARALLEL_MIN_ELEMENTS:
+    ``torch.get_num_threads()`` threads (:func:`row_chunks` calls); returns the calls' results
+    in row order."""
+    threads = row_chunks(rows, n)
+    if threads == 1:
         return [call(0, rows)]
     bounds = [rows * i // threads for i in range(threads + 1)]
     pool = _executor()
