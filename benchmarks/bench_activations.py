@@ -336,7 +336,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--reps", type=int, default=None, help="repeats per op (median taken)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--shapes", nargs="*", default=list(SHAPES), help="subset of: " + ", ".join(SHAPES))
+    ap.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES), metavar="SHAPE",
+                    help="subset of: " + ", ".join(SHAPES))
     ap.add_argument("--dtypes", nargs="*", default=list(DTYPES))
     ap.add_argument("--tuned-allocator", action="store_true",
                     help="raise glibc's trim and mmap thresholds first (see keep_heap); default: glibc's own "

@@ -61,3 +61,17 @@ def test_formula_baseline_is_ash():
     assert torch.allclose(BA.ash_formula(x, z, a), AF.ash(x, z, a), rtol=1e-12, atol=1e-14)
     xt = torch.randn(2, 6, 8, dtype=torch.float64)
     assert torch.allclose(BA.ash_formula(xt, z, a, -1), AF.ash(xt, z, a, dim=-1), rtol=1e-12, atol=1e-14)
+
+
+def test_run_isolated_keeps_allocator_settings_to_its_process():
+    """The tuned allocator is set in a child process: the result says so, and this process's
+    glibc settings are untouched (mallopt has no getter; the child's JSON records what it set)."""
+    res = BA.run_isolated(["--reps", "1", "--threads", "1", "--shapes", "small 32x256", "--dtypes", "float32",
+                           "--ops", "ash (fused)", "--no-resnet", "--no-compile", "--no-latency", "--tuned-allocator"])
+    assert res["meta"]["heap_kept"] is True
+    rows = {r["op"]: r for r in res["activations"]}
+    assert {"relu", "silu", "ash (fused)"} <= set(rows)
+    # faults are counts per call (a mean over repeats): never negative
+    assert all(r["fwdbwd_faults"] >= 0 for r in rows.values())
+    with pytest.raises(RuntimeError, match="benchmark failed"):
+        BA.run_isolated(["--shapes", "no such shape"])
