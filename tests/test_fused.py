@@ -307,7 +307,7 @@ def test_saves_one_input_sized_tensor_plus_per_sample_statistics(kind, backend):
     if kind == "leaky_ash":
         params += (torch.tensor(0.05, requires_grad=True),)
     sizes = _saved_numel(_fused(kind, backend=backend), x, *params)
-    large = [s for s in sizes if s > n_samples]
+    large = [s for s in sizes if s > 4 * n_samples]  # (the statistics may be saved as one (2, N, 1) tensor)
     assert large == [x.numel()], sizes  # the input, once
     assert sum(sizes) <= x.numel() + 4 * n_samples, sizes  # plus a few numbers per sample
     # the reference keeps several input-sized tensors alive

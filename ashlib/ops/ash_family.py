@@ -168,31 +168,38 @@ def select_backend(x: Tensor, backend: Optional[str] = None) -> str:
 
 
 def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
-                    lf: Optional[float], out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor, bool]:
-    """(y, mu, sigma, ok) from the C kernels: each sample's statistics (float64, (N, 1), views
-    of one (2, N, 1) buffer) and, while it is in cache, its output (into ``out``, a contiguous
+                    lf: Optional[float], out: Optional[Tensor] = None, pair: bool = False):
+    """(y, stats, ok) from the C kernels: each sample's statistics (float64, (2, N, 1): mu and
+    sigma; with ``pair``, two separate (N, 1) tensors, as an operator must return them) and,
+    while it is in cache, its output (into ``out``, a contiguous
     tensor of x2's shape, when given); ok is False when some sample fails the range check
     (y is then incomplete and the caller uses the reference)."""
     from .native import DTYPE_SUFFIX, parallel_rows
     rows, n = x2.shape
-    stats = torch.empty(2, rows, 1, dtype=torch.float64)  # one allocation for mu and sigma
+    # the small blocks before the large one (see _native_grads)
+    if pair:
+        stats = (torch.empty(rows, 1, dtype=torch.float64), torch.empty(rows, 1, dtype=torch.float64))
+        mp, sp = stats[0].data_ptr(), stats[1].data_ptr()
+    else:
+        stats = torch.empty(2, rows, 1, dtype=torch.float64)  # one allocation for mu and sigma
+        mp = stats.data_ptr()
+        sp = mp + 8 * rows
     y = torch.empty_like(x2) if out is None else out
     fn = getattr(lib, "ash_forward_" + DTYPE_SUFFIX[x2.dtype])
     row = n * x2.element_size()
-    xp, yp, mp = x2.data_ptr(), y.data_ptr(), stats.data_ptr()
-    sp = mp + 8 * rows
+    xp, yp = x2.data_ptr(), y.data_ptr()
     ell = 0.0 if lf is None else lf
     ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf,
                                                   _CANCELLATION_RATIO, A, ell, mp + 8 * r0, sp + 8 * r0))
-    mu, sigma = stats.unbind(0)
-    return y, mu, sigma, all(ok)
+    return y, stats, all(ok)
 
 
-def _native_backward(lib, x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float,
+def _native_backward(lib, x2: Tensor, g2: Tensor, mp: int, sp: int, zf: float, A: float,
                      lf: Optional[float], need_x: bool, need_l: bool) -> Tuple[Optional[Tensor], float, float, float]:
     """(gx or None, sum of sigma*R1, sum of R2, sum of Rl) over all rows: the element-wise gradient
     and the totals the parameters' gradients are made of (R1, R2, Rl as in the ATen path; Rl is
-    0 unless ``need_l`` or a slope is given). mu and sigma are contiguous float64 (N, 1).
+    0 unless ``need_l`` or a slope is given). ``mp`` and ``sp`` are the addresses of the
+    per-row mu and sigma (contiguous float64).
 
     No tensor is allocated besides gx: the totals come back in a small ctypes array per thread."""
     from .native import DTYPE_SUFFIX, parallel_rows
@@ -200,7 +207,7 @@ def _native_backward(lib, x2: Tensor, g2: Tensor, mu: Tensor, sigma: Tensor, zf:
     gx = torch.empty_like(x2) if need_x else None
     fn = getattr(lib, "ash_backward_" + DTYPE_SUFFIX[x2.dtype])
     row = n * x2.element_size()
-    xp, gp, mp, sp = x2.data_ptr(), g2.data_ptr(), mu.data_ptr(), sigma.data_ptr()
+    xp, gp = x2.data_ptr(), g2.data_ptr()
     gxp = gx.data_ptr() if need_x else None
     ell = 0.0 if lf is None else lf
     want_l = int(need_l and lf is not None)
@@ -345,8 +352,6 @@ def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: f
     ``exact`` is a CPU bool: whether the exact float64 path was taken (read by the backward
     without a device synchronisation)."""
     y, mu, sigma, exact = _ash_forward(x, z, alpha, slope, eps, backend, chunk_elements)
-    if mu.untyped_storage().data_ptr() == sigma.untyped_storage().data_ptr():
-        mu, sigma = mu.clone(), sigma.clone()  # an operator's outputs may not share storage (the native buffer)
     return y, mu, sigma, torch.tensor(exact)
 
 
@@ -380,9 +385,9 @@ def _ash_forward(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], e
         if backend == "native":
             x = x.contiguous()
             if eps >= math.sqrt(torch.finfo(torch.float32).tiny):
-                y, mu, sigma, ok = _native_forward(_native_lib(x), x, eps, zf, A, lf)
+                y, stats, ok = _native_forward(_native_lib(x), x, eps, zf, A, lf, pair=True)
                 if ok:
-                    return y, mu, sigma, no
+                    return y, stats[0], stats[1], no
         else:
             mu, sigma, norm = _statistics(x, eps, chunk_elements)
             if _range_ok(x, mu, sigma, norm, zf, af, eps):
@@ -453,7 +458,8 @@ def _ash_grads(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: Optiona
             x = x.contiguous()
             plan = (_native_lib(x), zf, A, lf, z.shape, z.dtype, alpha.shape, alpha.dtype,
                     None if slope is None else (slope.shape, slope.dtype))
-            out = _native_grads(plan, x, grad, mu.contiguous(), sigma.contiguous(), [need_x, need_z, need_a, need_l])
+            mu, sigma = mu.contiguous(), sigma.contiguous()
+            out = _native_grads(plan, x, grad, mu.data_ptr(), sigma.data_ptr(), [need_x, need_z, need_a, need_l])
             filler = (x, z, alpha, x.new_empty(0) if slope is None else slope)
             return tuple(torch.empty_like(f) if o is None else o for o, f in zip(out, filler))
         else:
@@ -553,11 +559,12 @@ class _EagerASH(torch.autograd.Function):
             zf, af, lf = _read_params(z, alpha, slope)
             x = x.contiguous()
             y, y2 = view.new_output()
-            y2, mu, sigma, ok = _native_forward(lib, x, eps, zf, 2.0 * af, lf, out=y2)
+            y2, stats, ok = _native_forward(lib, x, eps, zf, 2.0 * af, lf, out=y2)
             if ok:
                 ctx.native = (lib, zf, 2.0 * af, lf, z.shape, z.dtype, alpha.shape, alpha.dtype,
                               None if slope is None else (slope.shape, slope.dtype))
-                ctx.save_for_backward(x, mu, sigma, z, alpha, slope)
+                # mu and sigma as one (2, N, 1) tensor: the backward reads them by address
+                ctx.save_for_backward(x, stats, None, z, alpha, slope)
                 return y if y2.untyped_storage().data_ptr() == y.untyped_storage().data_ptr() else \
                     y.copy_(view.restore(y2))
         y2, mu, sigma, exact = _ash_forward(x, z, alpha, slope, eps, backend, chunk_elements)
@@ -568,7 +575,7 @@ class _EagerASH(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, mu, sigma, z, alpha, slope = ctx.saved_tensors
+        x, mu, sigma, z, alpha, slope = ctx.saved_tensors  # (native: mu holds both statistics)
         view = ctx.view
         grad = view.to_rows(grad)
         needs = list(ctx.needs_input_grad[:4])
@@ -578,7 +585,7 @@ class _EagerASH(torch.autograd.Function):
             grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, (1,), eps), grad,
                                          (x, z, alpha, slope), needs)
         elif ctx.native is not None:
-            grads = _native_grads(ctx.native, x, grad, mu, sigma, needs)
+            grads = _native_grads(ctx.native, x, grad, mu.data_ptr(), mu.data_ptr() + 8 * x.shape[0], needs)
         else:
             grads = _ash_grads(grad, x, z, alpha, slope, mu, sigma, ctx.exact, needs, ctx.backend,
                                ctx.chunk_elements)
@@ -587,9 +594,10 @@ class _EagerASH(torch.autograd.Function):
         return gx, grads[1], grads[2], grads[3], None, None, None, None
 
 
-def _native_grads(plan, x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, needs) -> list:
+def _native_grads(plan, x: Tensor, grad: Tensor, mp: int, sp: int, needs) -> list:
     """[dL/dx, dL/dz, dL/dalpha, dL/dslope] (None where not needed) from the native kernels, with
-    the parameters as the forward read them (``plan``)."""
+    the parameters as the forward read them (``plan``); ``mp``, ``sp``: addresses of the
+    per-row mu and sigma (contiguous float64)."""
     lib, zf, A, lf, z_meta, a_meta, l_meta = plan[0], plan[1], plan[2], plan[3], plan[4:6], plan[6:8], plan[8]
     need_x, need_z, need_a, need_l = needs
     c = 1.0 if lf is None else 1.0 - lf
@@ -599,7 +607,7 @@ def _native_grads(plan, x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, need
     gz = torch.empty(z_meta[0], dtype=z_meta[1]) if need_z else None
     ga = torch.empty(a_meta[0], dtype=a_meta[1]) if need_a else None
     gl = torch.empty(l_meta[0], dtype=l_meta[1]) if need_l else None
-    gx, s_r1, s_r2, s_rl = _native_backward(lib, x, g2, mu, sigma, zf, A, lf, need_x, need_l)
+    gx, s_r1, s_r2, s_rl = _native_backward(lib, x, g2, mp, sp, zf, A, lf, need_x, need_l)
     # dL/dz = -c A sum(sigma R1), dL/dalpha = 2c sum(R2), dL/dslope = sum(Rl) (module docstring)
     for t, v in ((gz, -s_r1 * (c * A)), (ga, s_r2 * (2.0 * c)), (gl, s_rl)):
         if t is not None:
