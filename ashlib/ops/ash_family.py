@@ -272,6 +272,26 @@ def _exact_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: floa
     return gx, Rn * n, R2, Rl
 
 
+#: terms added in the compute dtype before a row sum goes to float64 (as the C kernels' lanes do)
+_SUM_GROUP = 16
+
+
+def _row_sums64(w: Tensor) -> Tensor:
+    """Row sums of a 2-D chunk as float64 (N, 1): groups of ``_SUM_GROUP`` consecutive terms are
+    added in w's dtype, the group sums in float64. As accurate as the native kernels' sums (terms
+    already rounded to float32 dominate the error), without ``sum(dtype=float64)``'s conversion
+    of the whole chunk to float64 first."""
+    if w.dtype == torch.float64:
+        return torch.sum(w, dim=1, keepdim=True)
+    rows, n = w.shape
+    m = n - n % _SUM_GROUP
+    out = torch.sum(w[:, :m].reshape(rows, m // _SUM_GROUP, _SUM_GROUP).sum(2), dim=1, keepdim=True,
+                    dtype=torch.float64)
+    if m < n:
+        out += torch.sum(w[:, m:], dim=1, keepdim=True, dtype=torch.float64)
+    return out
+
+
 def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf: Optional[float],
                    need_x: bool, need_w: bool, need_a: bool, need_l: bool, chunk_elements: int):
     """(gx or None, R1, R2 or None, Rl or None) in chunked ATen ops; S(u) and S(-u) both come
@@ -298,21 +318,21 @@ def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float
         torch.sub(xc, t_hi[r0:r1], out=d).sub_(t_lo[r0:r1])
         if Rl_all is not None:  # dL/dl = sum g*x*S(-u), from S(-u) directly (1 - S(u) cancels)
             torch.ops.aten.softplus_backward.grad_input(gc, d, -A, _SP_THRESHOLD, grad_input=q)
-            Rl_all[r0:r1] = torch.sum(q.mul_(xc), dim=1, keepdim=True, dtype=torch.float64)
+            Rl_all[r0:r1] = _row_sums64(q.mul_(xc))
         if not need_w:
             continue
         gs = gx[r0:r1]
         torch.ops.aten.softplus_backward.grad_input(gc, d, A, _SP_THRESHOLD, grad_input=gs)  # g*S(u)
         torch.ops.aten.softplus_backward.grad_input(gs, d, -A, _SP_THRESHOLD, grad_input=q)  # g*S(u)*S(-u)
         w = q.mul_(xc)  # x*g*S'(u)
-        R1 = torch.sum(w, dim=1, keepdim=True, dtype=torch.float64)
+        R1 = _row_sums64(w)
         R1_all[r0:r1] = R1
         if need_x:
             if lf is not None:
                 torch.lerp(gc, gs, c, out=gs)  # l*g + c*g*S(u)
             gs.add_(w, alpha=c * A)
         if R2_all is not None:
-            R2_all[r0:r1] = torch.sum(w.mul_(d), dim=1, keepdim=True, dtype=torch.float64)
+            R2_all[r0:r1] = _row_sums64(w.mul_(d))
         if need_x:
             # the path through mu and sigma: -(W/n)(1 + z(x - mu)/sigma), W = c*A*R1, written
             # with d = x - t (accurate) as -(W/n)(1 + z^2 + z*d/sigma)
