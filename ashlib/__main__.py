@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ver = sub.add_parser("verdicts", help="print every claim's verdict from the ledger (results/verdicts.json)")
     ver.add_argument("--update", action="store_true",
                      help="rebuild the ledger from its sources (checks, stored book runs) and write it")
+    sub.add_parser("build-native", help="compile the native CPU kernels into the cache now (scripts/setup.sh runs "
+                                        "this at install time, so that no process compiles at its first call)")
     run = sub.add_parser("run", help="run an experiment and write JSON, CSV and figures")
     run.add_argument("name", help="experiment name (see `list`)")
     run.add_argument("--profile", choices=PROFILES, default=None,
@@ -97,6 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--no-figures", action="store_true", help="write JSON and CSV only")
     args = parser.parse_args(argv)
 
+    if args.command == "build-native":
+        from .ops import native  # noqa: PLC0415
+
+        try:
+            path = native.build()
+        except RuntimeError as exc:
+            return _fail(exc)
+        print(f"[ashlib] native kernels: {path}", flush=True)
+        return 0
     if args.command == "list":
         for name in experiment_names():
             print(f"{name:24s} {get_experiment(name).description}")

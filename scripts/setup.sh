@@ -33,4 +33,7 @@ else
   fi
 fi
 "$ASHLIB_PY" -m ipykernel install --sys-prefix --name python3 >/dev/null
+# compile the native kernels into the per-machine cache now, not at the first call of every new
+# cache (a machine without a C compiler gets the ATen path; that is not an error here)
+"$ASHLIB_PY" -m ashlib build-native || echo "[setup] no native kernels (no C compiler?): the ATen path will run"
 echo "[setup] done: $("$ASHLIB_PY" -c 'import torch, ashlib; print("torch", torch.__version__, "ashlib", ashlib.__version__)')"

@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 
 from . import _common as C
+from . import native as _native
 from ._common import mean_sigma_path, split_threshold
 from .. import reference as R
 
@@ -131,8 +132,7 @@ BACKENDS = ("native", "triton", "aten")
 
 def _native_lib(x: Tensor):
     """The native CPU kernels when they can take x (see :func:`ashlib.native.library_for`), else None."""
-    from . import native
-    return native.library_for(x)
+    return _native.library_for(x)
 
 
 def _triton_ok(x: Tensor) -> bool:
@@ -174,7 +174,6 @@ def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
     while it is in cache, its output (into ``out``, a contiguous
     tensor of x2's shape, when given); ok is False when some sample fails the range check
     (y is then incomplete and the caller uses the reference)."""
-    from .native import DTYPE_SUFFIX, parallel_rows
     rows, n = x2.shape
     # the small blocks before the large one (see _native_grads)
     if pair:
@@ -185,13 +184,18 @@ def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
         mp = stats.data_ptr()
         sp = mp + 8 * rows
     y = torch.empty_like(x2) if out is None else out
-    fn = getattr(lib, "ash_forward_" + DTYPE_SUFFIX[x2.dtype])
-    row = n * x2.element_size()
+    fn = lib.ash_forward_f32 if x2.dtype == torch.float32 else lib.ash_forward_bf16
     xp, yp = x2.data_ptr(), y.data_ptr()
     ell = 0.0 if lf is None else lf
-    ok = parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf,
-                                                  _CANCELLATION_RATIO, A, ell, mp + 8 * r0, sp + 8 * r0))
+    if _native.row_chunks(rows, n) == 1:  # one call on this thread (small tensors, one thread)
+        return y, stats, bool(fn(rows, n, xp, yp, eps, zf, _CANCELLATION_RATIO, A, ell, mp, sp))
+    row = n * x2.element_size()
+    ok = _native.parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf,
+                                                          _CANCELLATION_RATIO, A, ell, mp + 8 * r0, sp + 8 * r0))
     return y, stats, all(ok)
+
+
+_Totals = ctypes.c_double * 3
 
 
 def _native_backward(lib, x2: Tensor, g2: Tensor, mp: int, sp: int, zf: float, A: float,
@@ -202,23 +206,27 @@ def _native_backward(lib, x2: Tensor, g2: Tensor, mp: int, sp: int, zf: float, A
     per-row mu and sigma (contiguous float64).
 
     No tensor is allocated besides gx: the totals come back in a small ctypes array per thread."""
-    from .native import DTYPE_SUFFIX, parallel_rows
     rows, n = x2.shape
     gx = torch.empty_like(x2) if need_x else None
-    fn = getattr(lib, "ash_backward_" + DTYPE_SUFFIX[x2.dtype])
+    fn = lib.ash_backward_f32 if x2.dtype == torch.float32 else lib.ash_backward_bf16
     row = n * x2.element_size()
     xp, gp = x2.data_ptr(), g2.data_ptr()
     gxp = gx.data_ptr() if need_x else None
     ell = 0.0 if lf is None else lf
     want_l = int(need_l and lf is not None)
+    if _native.row_chunks(rows, n) == 1:  # one call on this thread
+        tot = _Totals()
+        if fn(rows, n, xp, gp, gxp, mp, sp, zf, A, ell, want_l, tot):
+            raise MemoryError("ashlib.native: could not allocate a row buffer for the ASH backward")
+        return gx, tot[0], tot[1], tot[2]
 
     def call(r0, r1):
-        tot = (ctypes.c_double * 3)()
+        tot = _Totals()
         code = fn(r1 - r0, n, xp + r0 * row, gp + r0 * row, None if gxp is None else gxp + r0 * row, mp + 8 * r0,
                   sp + 8 * r0, zf, A, ell, want_l, tot)
         return code, tot
 
-    parts = parallel_rows(rows, n, call)
+    parts = _native.parallel_rows(rows, n, call)
     if any(code for code, _ in parts):
         raise MemoryError("ashlib.native: could not allocate a row buffer for the ASH backward")
     totals = [sum(tot[i] for _, tot in parts) for i in range(3)]
@@ -569,42 +577,44 @@ class _EagerASH(torch.autograd.Function):
         # the rows view is taken here, below autograd: no view nodes in the graph; the output is
         # a fresh tensor (not a view), so in-place ops on it work
         view = RowsView(x_in, dims)
-        ctx.view = view
+        ctx.view, ctx.dims = view, dims
         ctx.eps, ctx.backend, ctx.chunk_elements = eps, backend, chunk_elements
         x = view.to_rows(x_in)
-        lib = _native_lib(x) if backend in (None, "native") else None
-        if lib is not None and eps >= _EPS_NATIVE_MIN and x.numel() > 0:
-            if not (eps > 0 and math.isfinite(eps)):
-                raise C.range_error("eps", eps, "finite and > 0")
+        lib = _native.library_for(x) if backend is None or backend == "native" else None
+        if lib is not None and eps >= _EPS_NATIVE_MIN and view.n > 0 and view.rows > 0 and math.isfinite(eps):
             zf, af, lf = _read_params(z, alpha, slope)
             x = x.contiguous()
             y, y2 = view.new_output()
+            shared = y2 is not None
             y2, stats, ok = _native_forward(lib, x, eps, zf, 2.0 * af, lf, out=y2)
             if ok:
                 ctx.native = (lib, zf, 2.0 * af, lf, z.shape, z.dtype, alpha.shape, alpha.dtype,
                               None if slope is None else (slope.shape, slope.dtype))
-                # mu and sigma as one (2, N, 1) tensor: the backward reads them by address
-                ctx.save_for_backward(x, stats, None, z, alpha, slope)
-                return y if y2.untyped_storage().data_ptr() == y.untyped_storage().data_ptr() else \
-                    y.copy_(view.restore(y2))
+                # x as given (its rows view is taken again in the backward); mu and sigma as one
+                # (2, N, 1) tensor, read by address in the backward
+                ctx.save_for_backward(x_in, stats, None, z, alpha, slope)
+                return y if shared else y.copy_(view.restore(y2))
         y2, mu, sigma, exact = _ash_forward(x, z, alpha, slope, eps, backend, chunk_elements)
         ctx.native, ctx.exact = None, exact
-        ctx.save_for_backward(x, mu, sigma, z, alpha, slope)
+        ctx.save_for_backward(x_in, mu, sigma, z, alpha, slope)
         y = view.restore(y2)
         return y.clone() if y.untyped_storage().data_ptr() == y2.untyped_storage().data_ptr() else y
 
     @staticmethod
     def backward(ctx, grad):
-        x, mu, sigma, z, alpha, slope = ctx.saved_tensors  # (native: mu holds both statistics)
-        view = ctx.view
-        grad = view.to_rows(grad)
+        x_in, mu, sigma, z, alpha, slope = ctx.saved_tensors  # (native: mu holds both statistics)
         needs = list(ctx.needs_input_grad[:4])
         needs[3] = needs[3] and slope is not None
-        if torch.is_grad_enabled():  # a gradient of this gradient will be taken
-            eps = ctx.eps
-            grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, (1,), eps), grad,
-                                         (x, z, alpha, slope), needs)
-        elif ctx.native is not None:
+        if torch.is_grad_enabled():  # a gradient of this gradient will be taken: autograd of the
+            # reference formulas on the input as given, so that the graph reaches x itself
+            eps, dims = ctx.eps, ctx.dims
+            grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, dims, eps), grad,
+                                         (x_in, z, alpha, slope), needs)
+            return grads[0], grads[1], grads[2], grads[3], None, None, None, None
+        view = ctx.view
+        x = view.to_rows(x_in).contiguous()
+        grad = view.to_rows(grad)
+        if ctx.native is not None:
             grads = _native_grads(ctx.native, x, grad, mu.data_ptr(), mu.data_ptr() + 8 * x.shape[0], needs)
         else:
             grads = _ash_grads(grad, x, z, alpha, slope, mu, sigma, ctx.exact, needs, ctx.backend,
@@ -743,6 +753,8 @@ class RowsView:
 
     def restore(self, y2: Tensor) -> Tensor:
         """A (rows, elements) result in x's shape and memory format."""
+        if self.perm is None and self.contiguous and y2.is_contiguous():
+            return y2.view(self.shape)
         y = y2.reshape(self.pshape)
         if self.perm is not None:
             y = y.permute(self.inv)
