@@ -355,6 +355,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     # and page-faulted in again on every call
     chunks = native.row_chunks(n, 1)
     accs = torch.zeros(chunks, K, dtype=torch.float64) if need_a else None
+    ga_out = torch.empty(a.shape, dtype=a.dtype) if need_a else None  # filled from accs at the end
     gc = g.to(x.dtype).contiguous() if (need_x or need_a) else None
     y = torch.empty_like(xc) if need_y else None
     gx = torch.empty_like(xc) if need_x else None
@@ -399,7 +400,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     if ga is not None:
         if K != K0:
             ga = ga.reshape(K0, inner0).sum(1)
-        ga = ga.reshape(a.shape).to(a.dtype)
+        ga = ga_out.copy_(ga.reshape(a.shape))
     return (None if y is None else _shaped(y, x), None if gx is None else _shaped(gx, x), ga)
 
 
