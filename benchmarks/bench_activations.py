@@ -150,6 +150,57 @@ def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, 
             for k, d in res.items()}
 
 
+def kernel_times(shape=(64, 64, 32, 32), reps: int = 15) -> List[dict]:
+    """Nanoseconds per element of the native CPU kernels alone (float32, outputs preallocated,
+    called through ctypes with no Python layer, no autograd and no allocation), next to ATen's
+    SiLU kernels called the same way (``silu.out``, ``silu_backward.grad_input``): what the
+    arithmetic costs, apart from the fixed cost of a call and the allocator. ASH takes statistics
+    per sample; adaptive Gumbel and adaptive ReLU one parameter per channel (dim 1). Empty when
+    the native kernels are not available."""
+    from ashlib.ops import native
+    lib = native.library()
+    if lib is None:
+        return []
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    g = torch.randn(shape)
+    y, gx = torch.empty_like(x), torch.empty_like(x)
+    rows, n = shape[0], x.numel() // shape[0]
+    stats = torch.empty(2, rows, dtype=torch.float64)
+    tot = (ctypes.c_double * 3)()
+    K, inner = shape[1], x.numel() // (shape[0] * shape[1])
+    p = torch.full((K,), 1.3)
+    acc = torch.zeros(K, dtype=torch.float64)
+    mp, sp = stats.data_ptr(), stats.data_ptr() + 8 * rows
+    xp, yp, gp, gxp = x.data_ptr(), y.data_ptr(), g.data_ptr(), gx.data_ptr()
+    calls = {
+        ("silu (ATen)", "forward"): lambda: torch.ops.aten.silu.out(x, out=y),
+        ("silu (ATen)", "backward"): lambda: torch.ops.aten.silu_backward.grad_input(g, x, grad_input=gx),
+        ("ash", "forward"): lambda: lib.ash_forward_f32(rows, n, xp, yp, 1e-5, 0.0, 8.0, 2.0, 0.0, mp, sp),
+        ("ash", "backward"): lambda: lib.ash_backward_f32(rows, n, xp, gp, gxp, mp, sp, 0.0, 2.0, 0.0, 0, tot),
+    }
+    for op, name in (("agumbel", "gumbel"), ("arelu", "relu")):
+        calls[(op, "forward")] = (lambda fn: lambda: fn(0, x.numel(), inner, K, xp, yp, p.data_ptr()))(
+            getattr(lib, f"{name}_fwd_f32"))
+        calls[(op, "backward")] = (lambda fn: lambda: fn(0, x.numel(), inner, K, xp, gp, gxp, p.data_ptr(),
+                                                         acc.data_ptr()))(getattr(lib, f"{name}_bwd_f32"))
+    times = {k: [] for k in calls}
+    for f in calls.values():
+        f()
+    for _ in range(reps):  # interleaved, like time_ops
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    ns = {k: statistics.median(v) * 1e9 / x.numel() for k, v in times.items()}
+    out = []
+    for op in dict.fromkeys(k[0] for k in calls):
+        fw, bw = ns[(op, "forward")], ns[(op, "backward")]
+        out.append({"op": op, "shape": list(shape), "fwd_ns_per_element": fw, "bwd_ns_per_element": bw,
+                    "fwdbwd_vs_silu": (fw + bw) / (ns[("silu (ATen)", "forward")] + ns[("silu (ATen)", "backward")])})
+    return out
+
+
 def saved_bytes(f: Callable, x: torch.Tensor) -> int:
     """Bytes of the distinct tensors autograd saves for backward."""
     seen = {}
@@ -345,6 +396,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     ap.add_argument("--no-latency", action="store_true", help="skip the first-call latency measurement")
     ap.add_argument("--no-resnet", action="store_true")
+    ap.add_argument("--kernels", action="store_true",
+                    help="also time the native kernels alone (ns per element, no Python layer; see kernel_times)")
     ap.add_argument("--ops", nargs="*", default=None,
                     help="only the ops whose name contains one of these (relu and silu always run)")
     args = ap.parse_args(argv)
@@ -407,6 +460,12 @@ def main(argv=None) -> dict:
         print(f"\nResNet-20 training step, batch {batch} of 3x32x32 (SGD, cross-entropy):")
         for k, v in steps.items():
             print(f"  {k:18s} {v * 1e3:9.1f} ms   x{v / steps['relu']:.2f} of ReLU")
+    if args.kernels and device == "cpu":
+        result["kernels"] = kernel_times()
+        print("\nnative kernels alone, float32, ns per element (forward, backward, f+b / ATen silu):")
+        for r in result["kernels"]:
+            print(f"  {r['op']:14s} {r['fwd_ns_per_element']:6.2f} {r['bwd_ns_per_element']:6.2f} "
+                  f"{r['fwdbwd_vs_silu']:6.2f}")
     if not args.no_latency and device == "cpu":
         result["first_call"] = first_call_latency()
         fc = result["first_call"]

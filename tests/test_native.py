@@ -89,7 +89,9 @@ def _both_backends(x, z=0.5, a=2.0, kind="ash", threads=None):
 
 
 def test_threads_split_samples_without_changing_results():
-    """Samples are split across threads; each is computed exactly as on one thread."""
+    """Samples are split across threads; each is computed exactly as on one thread. The parameter
+    gradients add the per-sample sums (float64) in an order that depends on the split, so they
+    agree to float64 rounding rather than bit for bit."""
     x = torch.randn(16, 8, 64, 64, generator=torch.Generator().manual_seed(1))
     assert x.numel() >= native.PARALLEL_MIN_ELEMENTS
     old = torch.get_num_threads()
@@ -100,8 +102,9 @@ def test_threads_split_samples_without_changing_results():
         two = _both_backends(x)["native"]
     finally:
         torch.set_num_threads(old)
-    for a_, b_ in zip(one, two):
-        assert torch.equal(a_, b_)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])  # y and dL/dx
+    for a_, b_ in zip(one[2:], two[2:]):  # dL/dz, dL/dalpha
+        assert torch.allclose(a_, b_, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("shape", [(1, 5), (3, 1), (7,), (2, 3, 513), (4, 1030)])
