@@ -118,14 +118,20 @@ def plain_eager(*tensors: Optional[Tensor]) -> bool:
     same values with the same kernels; it is taken only where nothing else would see the call:
     not under ``torch.compile``, ``torch.jit.trace`` or ``torch.export``, no ``torch.func``
     transform, no torch-function or dispatch mode (fake tensors, FlopCounterMode, a device
-    context), no profiler (so profiles keep listing the operators), and plain tensors only (no
-    subclasses). A decision on modes and types, never on values.
+    context), no profiler (so profiles keep listing the operators), no saved-tensor hooks, and
+    plain tensors only (no subclasses). A decision on modes and types, never on values.
+
+    Saved-tensor hooks are what non-reentrant activation checkpointing installs: the eager route
+    saves other tensors than the operator does, and a recomputation that took the other route
+    (a profiler or dispatch mode turned on for the backward only) would fail the checkpoint's
+    check that it saved the same tensors. Under any such hook both passes take the operator.
     """
     if torch.compiler.is_compiling():  # first: Dynamo folds it to a constant and traces no further
         return False
     if (torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack() > 0
             or torch._C._autograd._profiler_enabled() or torch._C._get_tracing_state() is not None
-            or torch._C._functorch.get_dynamic_layer_stack_depth() > 0):
+            or torch._C._functorch.get_dynamic_layer_stack_depth() > 0
+            or torch._C._autograd._top_saved_tensors_default_hooks(False) is not None):
         return False
     for t in tensors:
         if t is not None and type(t) not in _PLAIN_TYPES:

@@ -543,9 +543,10 @@ def dense_view(x: Tensor, p: Tensor):
 def call(name: str, x: Tensor, param: Tensor) -> Tensor:
     """Run ``torch.ops.ashlib.<name>`` on x in its memory format."""
     xp, pp, inv = dense_view(x, param)
-    if inv is None and x.device.type in ("cpu", "cuda") and C.plain_eager(x, param):
-        return _EAGER[name].apply(xp, pp)
-    y = getattr(torch.ops.ashlib, name)(xp, pp)
+    if x.device.type in ("cpu", "cuda") and C.plain_eager(x, param):
+        y = _EAGER[name].apply(xp, pp)
+    else:
+        y = getattr(torch.ops.ashlib, name)(xp, pp)
     return y if inv is None else y.permute(inv)
 
 
