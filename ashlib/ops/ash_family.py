@@ -484,8 +484,7 @@ def _ash_grads(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: Optiona
             gx, R1, R2, Rl = _exact_backward(x, grad, mu, sigma, zf, A, lf)
         elif backend == "native":
             x = x.contiguous()
-            plan = (_native_lib(x), zf, A, lf, z.shape, z.dtype, alpha.shape, alpha.dtype,
-                    None if slope is None else (slope.shape, slope.dtype))
+            plan = _native_plan(_native_lib(x), zf, A, lf, z, alpha, slope)
             mu, sigma = mu.contiguous(), sigma.contiguous()
             out = _native_grads(plan, x, grad, mu.data_ptr(), sigma.data_ptr(), [need_x, need_z, need_a, need_l])
             filler = (x, z, alpha, x.new_empty(0) if slope is None else slope)
@@ -588,8 +587,7 @@ class _EagerASH(torch.autograd.Function):
             shared = y2 is not None
             y2, stats, ok = _native_forward(lib, x, eps, zf, 2.0 * af, lf, out=y2)
             if ok:
-                ctx.native = (lib, zf, 2.0 * af, lf, z.shape, z.dtype, alpha.shape, alpha.dtype,
-                              None if slope is None else (slope.shape, slope.dtype))
+                ctx.native = _native_plan(lib, zf, 2.0 * af, lf, z, alpha, slope)
                 # x as given (its rows view is taken again in the backward); mu and sigma as one
                 # (2, N, 1) tensor, read by address in the backward
                 ctx.save_for_backward(x_in, stats, None, z, alpha, slope)
@@ -624,11 +622,19 @@ class _EagerASH(torch.autograd.Function):
         return gx, grads[1], grads[2], grads[3], None, None, None, None
 
 
+def _native_plan(lib, zf: float, A: float, lf: Optional[float], z: Tensor, alpha: Tensor,
+                 slope: Optional[Tensor]) -> tuple:
+    """What :func:`_native_grads` needs: the kernels, the parameters as read (z, A = 2 alpha,
+    the slope or None) and the (shape, dtype) of each parameter's gradient."""
+    return (lib, zf, A, lf, (z.shape, z.dtype), (alpha.shape, alpha.dtype),
+            None if slope is None else (slope.shape, slope.dtype))
+
+
 def _native_grads(plan, x: Tensor, grad: Tensor, mp: int, sp: int, needs) -> list:
     """[dL/dx, dL/dz, dL/dalpha, dL/dslope] (None where not needed) from the native kernels, with
-    the parameters as the forward read them (``plan``); ``mp``, ``sp``: addresses of the
-    per-row mu and sigma (contiguous float64)."""
-    lib, zf, A, lf, z_meta, a_meta, l_meta = plan[0], plan[1], plan[2], plan[3], plan[4:6], plan[6:8], plan[8]
+    the parameters as the forward read them (``plan``, see :func:`_native_plan`); ``mp``, ``sp``:
+    addresses of the per-row mu and sigma (contiguous float64)."""
+    lib, zf, A, lf, z_meta, a_meta, l_meta = plan
     need_x, need_z, need_a, need_l = needs
     c = 1.0 if lf is None else 1.0 - lf
     g2 = grad if grad.dtype == x.dtype and grad.is_contiguous() else grad.to(x.dtype).contiguous()

@@ -480,15 +480,22 @@ def _register(name: str) -> None:
     def setup(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs)
 
-    def autograd_backward(ctx, grad):
-        x, param = ctx.saved_tensors
-        needs = list(ctx.needs_input_grad[:2])
-        if torch.is_grad_enabled():  # a gradient of this gradient will be taken
-            from .ash_family import differentiable_grads
-            gx, ga = differentiable_grads(ref, grad, (x, param), needs)
-            return gx, ga
-        gx, ga = getattr(torch.ops.ashlib, f"{name}_backward")(grad, x, param, needs)
-        return (gx if needs[0] else None), (ga if needs[1] else None)
+    def autograd_backward_with(grads_of):
+        """The autograd backward of both routes; ``grads_of(grad, x, param, needs)`` is the
+        backward operator (dispatched) or its kernel (the eager route)."""
+        def autograd_backward(ctx, grad):
+            x, param = ctx.saved_tensors
+            needs = list(ctx.needs_input_grad[:2])
+            if torch.is_grad_enabled():  # a gradient of this gradient will be taken
+                from .ash_family import differentiable_grads
+                gx, ga = differentiable_grads(ref, grad, (x, param), needs)
+                return gx, ga
+            gx, ga = grads_of(grad, x, param, needs)
+            return (gx if needs[0] else None), (ga if needs[1] else None)
+        return autograd_backward
+
+    autograd_backward = autograd_backward_with(
+        lambda grad, x, param, needs: getattr(torch.ops.ashlib, f"{name}_backward")(grad, x, param, needs))
 
     C.define_op(f"{name}(Tensor x, Tensor param) -> Tensor", forward, lambda x, param: torch.empty_like(x),
                 autograd_backward, setup)
@@ -499,15 +506,7 @@ def _register(name: str) -> None:
         ctx.save_for_backward(x, param)
         return forward(x, param)
 
-    def eager_backward(ctx, grad):
-        x, param = ctx.saved_tensors
-        needs = list(ctx.needs_input_grad[:2])
-        if torch.is_grad_enabled():
-            from .ash_family import differentiable_grads
-            gx, ga = differentiable_grads(ref, grad, (x, param), needs)
-            return gx, ga
-        gx, ga = backward(grad, x, param, needs)
-        return (gx if needs[0] else None), (ga if needs[1] else None)
+    eager_backward = autograd_backward_with(backward)
 
     # the operator's kernels without the dispatcher, for plain eager calls (see
     # ashlib.ops._common.plain_eager): the same values, a fraction of the fixed cost per call
