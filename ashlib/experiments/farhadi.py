@@ -615,30 +615,28 @@ class Table1Result(ExperimentResult):
             se = "-" if c["se"] is None else f"{c['se']:.1f}"
             return f"{d}L/{SHORT_NAMES.get(t, t)} {c['mean']:+.1f} ± {se} ({c['reading']})"
 
+        def check(name: str, cells: dict, holds, claim: str, where: str) -> None:
+            """One sub-claim: ``holds(cell)`` on every usable cell, its count and cells in the evidence."""
+            if not cells:
+                return
+            ok = [holds(c) for c in cells.values()]
+            checks.append(all(ok))
+            names.append(name)
+            parts.append(f"{name} {claim} in {sum(ok)}/{len(ok)} {where}cells: "
+                         + ", ".join(cell_text(d, t, c) for (d, t), c in cells.items()))
+
+        def better(c: dict[str, Any]) -> bool:
+            return c["reading"] == "better"
+
         if {"agumbel", "sigmoid"} <= students:
             cells = {k: c for k, c in self._paired_cells("agumbel", "sigmoid").items() if usable("agumbel", *k, c)}
-            if cells:
-                ok = [c["reading"] == "better" for c in cells.values()]
-                checks.append(all(ok))
-                names.append("(a)")
-                parts.append(f"(a) AGumb - Sig better in {sum(ok)}/{len(ok)} cells: "
-                             + ", ".join(cell_text(d, t, c) for (d, t), c in cells.items()))
+            check("(a)", cells, better, "AGumb - Sig better", "")
         if {"arelu", "relu"} <= students:
             cells = {k: c for k, c in self._paired_cells("arelu", "relu").items() if usable("arelu", *k, c)}
-            low = {k: c for k, c in cells.items() if k[0] == shallow}
-            high = {k: c for k, c in cells.items() if k[0] == deep and deep != shallow}
-            if low:
-                ok = [abs(c["mean"]) <= CLOSE_POINTS for c in low.values()]
-                checks.append(all(ok))
-                names.append("(b)")
-                parts.append(f"(b) |AReLU - ReLU| <= {CLOSE_POINTS:g} in {sum(ok)}/{len(ok)} {shallow}-layer cells: "
-                             + ", ".join(cell_text(d, t, c) for (d, t), c in low.items()))
-            if high:
-                ok = [c["reading"] == "better" for c in high.values()]
-                checks.append(all(ok))
-                names.append("(c)")
-                parts.append(f"(c) AReLU - ReLU better in {sum(ok)}/{len(ok)} {deep}-layer cells: "
-                             + ", ".join(cell_text(d, t, c) for (d, t), c in high.items()))
+            check("(b)", {k: c for k, c in cells.items() if k[0] == shallow},
+                  lambda c: abs(c["mean"]) <= CLOSE_POINTS, f"|AReLU - ReLU| <= {CLOSE_POINTS:g}", f"{shallow}-layer ")
+            check("(c)", {k: c for k, c in cells.items() if k[0] == deep and deep != shallow},
+                  better, "AReLU - ReLU better", f"{deep}-layer ")
         if static:
             parts.append(f"not tested where alpha stayed at its start (largest log-alpha movement < "
                          f"{MOVE_THRESHOLD:g}): " + ", ".join(static))
