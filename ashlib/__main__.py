@@ -83,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ver = sub.add_parser("verdicts", help="print every claim's verdict from the ledger (results/verdicts.json)")
     ver.add_argument("--update", action="store_true",
                      help="rebuild the ledger from its sources (checks, stored book runs) and write it")
-    sub.add_parser("build-native", help="compile the native CPU kernels into the cache now (scripts/setup.sh runs "
-                                        "this at install time, so that no process compiles at its first call)")
+    sub.add_parser("build-native", help="compile the native CPU kernels and ASH's C++ fast path into the cache "
+                                        "now (scripts/setup.sh runs this at install time, so that no process "
+                                        "compiles at its first call)")
     run = sub.add_parser("run", help="run an experiment and write JSON, CSV and figures")
     run.add_argument("name", help="experiment name (see `list`)")
     run.add_argument("--profile", choices=PROFILES, default=None,
@@ -107,6 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RuntimeError as exc:
             return _fail(exc)
         print(f"[ashlib] native kernels: {path}", flush=True)
+        try:
+            path = native.build_eager()
+        except RuntimeError as exc:  # optional: ASH then runs its Python route
+            print(f"[ashlib] no C++ fast path for ASH ({exc})", flush=True)
+            return 0
+        print(f"[ashlib] C++ fast path of ASH: {path}", flush=True)
         return 0
     if args.command == "list":
         for name in experiment_names():

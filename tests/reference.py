@@ -65,7 +65,7 @@ def scalar_reference(name: str, wrt=None, **values):
 def uses_operator(y: torch.Tensor, name: str) -> bool:
     """Whether y's autograd graph (a few nodes deep) holds the backward of torch.ops.ashlib.<name>,
     through the dispatcher or through the operator's direct eager Function (whose class names the
-    operator in its ``operator`` attribute)."""
+    operator in its ``operator`` attribute), or, for ASH, its C++ eager route."""
     todo, seen = [y.grad_fn], 0
     while todo and seen < 20:
         fn = todo.pop()
@@ -75,6 +75,8 @@ def uses_operator(y: torch.Tensor, name: str) -> bool:
         if f"ashlib_{name}_default" in type(fn).__name__:
             return True
         if getattr(getattr(fn, "_forward_cls", None), "operator", None) == f"ashlib::{name}":
+            return True
+        if name == "ash" and "ashlib_eager::ASHFunction" in fn.name():  # its C++ eager route
             return True
         todo.extend(f for f, _ in fn.next_functions)
     return False

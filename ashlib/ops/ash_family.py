@@ -556,6 +556,61 @@ C.define_op("ash_backward(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor?
 
 
 _EPS_NATIVE_MIN = math.sqrt(torch.finfo(torch.float32).tiny)
+
+
+# --- the C++ route: torch.ops.ashlib_eager.ash (native/ash_autograd.cpp) ------------------------
+# _EagerASH's work in C++ around the same kernels, for the common case (contiguous CPU float32 or
+# bfloat16 x, statistics over its trailing dims); it throws NotImplementedError("ashlib_eager:
+# fallback ...") for anything else, before any output exists, and _ash_call then runs _EagerASH.
+
+_FAST_DTYPES = (torch.float32, torch.bfloat16)
+_FALLBACK = "ashlib_eager: fallback"
+_fast_state = {"ready": False}
+# what the C++ backward calls under create_graph=True (a Python kernel the dispatcher runs)
+_GRAPH_LIB = torch.library.Library("ashlib_eager", "FRAGMENT")
+_GRAPH_LIB.define("ash_grads_graph(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor? slope, float eps, "
+                  "int keep, bool[] needs) -> Tensor[]")
+
+
+def _ash_grads_graph(grad, x, z, alpha, slope, eps, keep, needs):
+    """The C++ route's backward under ``create_graph=True``: :func:`differentiable_grads` of the
+    reference formulas, statistics over x's dims from ``keep`` on (empty tensors where not needed)."""
+    dims = tuple(range(keep, x.dim()))
+    grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, dims, eps), grad,
+                                 (x, z, alpha, slope), list(needs))
+    return [grad.new_empty(0) if g is None else g for g in grads]
+
+
+_GRAPH_LIB.impl("ash_grads_graph", _ash_grads_graph, "CompositeImplicitAutograd")
+
+
+def _fast_ready() -> bool:
+    """Whether the C++ operator is loaded and has the kernels' addresses (see native.eager_ops)."""
+    if _fast_state["ready"]:
+        return True
+    if not _native.eager_ops():
+        return False
+    lib = _native.library()
+    addresses = [ctypes.cast(getattr(lib, f"ash_{kind}_{suf}"), ctypes.c_void_p).value
+                 for kind in ("forward", "backward") for suf in ("f32", "bf16")]
+    torch.ops.ashlib_eager.set_kernels(addresses, _CANCELLATION_RATIO, _EPS_NATIVE_MIN,
+                                       _native.PARALLEL_MIN_ELEMENTS)
+    _fast_state["ready"] = True
+    return True
+
+
+def _fast_ash(x: Tensor, p: list, eps: float, dims: Tuple[int, ...], backend: Optional[str]) -> Optional[Tensor]:
+    """ASH through the C++ operator, or None when it does not take this call."""
+    if (backend is not None and backend != "native") or x.dtype not in _FAST_DTYPES or x.device.type != "cpu" \
+            or dims[-1] != x.dim() - 1 or len(dims) != dims[-1] - dims[0] + 1 or not x.is_contiguous() \
+            or not _fast_ready():
+        return None
+    try:
+        return torch.ops.ashlib_eager.ash(x, p[0], p[1], p[2], eps, dims[0])
+    except NotImplementedError as err:
+        if str(err).startswith(_FALLBACK):
+            return None
+        raise
 #: devices whose tensors the eager Functions take (meta tensors go to the operators' fake kernels)
 _EAGER_DEVICES = ("cpu", "cuda")
 
@@ -811,6 +866,9 @@ def _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend) -> Tensor:
             raise ValueError(f"{name} has {v.numel()} elements: the operator takes one value "
                              "(ashlib.functional.ash accepts tensors broadcastable to x)")
     if x.device.type in _EAGER_DEVICES and C.plain_eager(x, *p):
+        y = _fast_ash(x, p, float(eps), dims, backend)
+        if y is not None:
+            return y
         return _EagerASH.apply(x, p[0], p[1], p[2], float(eps), backend, chunk_elements, dims)
     x2, restore = as_rows(x, dims)
     return restore(torch.ops.ashlib.ash(x2, p[0], p[1], p[2], float(eps), backend, chunk_elements)[0])

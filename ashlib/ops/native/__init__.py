@@ -18,6 +18,7 @@ ctypes releases the GIL during a call, so :func:`parallel_rows` spreads samples 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import hashlib
@@ -32,7 +33,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["library", "library_for", "available", "build", "parallel_rows", "row_chunks", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
+__all__ = ["library", "library_for", "available", "build", "build_eager", "eager_ops", "parallel_rows", "row_chunks", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".c"))
@@ -113,30 +114,60 @@ def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
         with open(path, "rb") as fh:
             src += fh.read()
     errors = []
-    out_dir = _cache_dir()
     for fl in ([flags] if flags else [_FLAGS_NATIVE, _FLAGS_PORTABLE]):
-        key = hashlib.sha256(src + " ".join(fl).encode() + _compiler_version(cc).encode()
-                             + _cpu_flags().encode()).hexdigest()[:20]
-        path = os.path.join(out_dir, f"ashlib_native-{key}.so")
-        if os.path.exists(path):
+        key = src + " ".join(fl).encode() + _compiler_version(cc).encode() + _cpu_flags().encode()
+        path = _cached_build("ashlib_native", key, lambda out, fl=fl: [cc, *fl, *SOURCES, "-o", out, "-lm"], errors)
+        if path:
             return path
-        os.makedirs(out_dir, exist_ok=True)
-        with _build_lock(out_dir):
-            if os.path.exists(path):  # another process built it while this one waited
-                return path
-            _remove_stale_temporaries(out_dir)
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".so", dir=out_dir)
-            os.close(fd)
-            try:
-                proc = subprocess.run([cc, *fl, *SOURCES, "-o", tmp, "-lm"], capture_output=True, text=True)
-                if proc.returncode == 0:
-                    os.replace(tmp, path)  # atomic: readers see no file or the whole file
-                    return path
-                errors.append(f"{cc} {' '.join(fl)}: {proc.stderr.strip()[-2000:]}")
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
     raise RuntimeError("compiling ashlib/ops/native/*.c failed:\n" + "\n".join(errors))
+
+
+def _cached_build(prefix: str, key: bytes, command: Callable[[str], list], errors: list,
+                  cached_only: bool = False) -> Optional[str]:
+    """``cache/prefix-<hash of key>.so``, running ``command(temporary path)`` under the build lock
+    when it is not there yet (unless ``cached_only``); None (and the compiler's message appended
+    to ``errors``) when the command fails."""
+    out_dir = _cache_dir()
+    path = os.path.join(out_dir, f"{prefix}-{hashlib.sha256(key).hexdigest()[:20]}.so")
+    if os.path.exists(path):
+        return path
+    if cached_only:
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    with _build_lock(out_dir):
+        if os.path.exists(path):  # another process built it while this one waited
+            return path
+        _remove_stale_temporaries(out_dir)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".so", dir=out_dir)
+        os.close(fd)
+        cmd = command(tmp)
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            _running.add(proc)
+            try:
+                _, stderr = proc.communicate()
+            finally:
+                _running.discard(proc)
+            if proc.returncode == 0:
+                os.replace(tmp, path)  # atomic: readers see no file or the whole file
+                return path
+            errors.append(f"{' '.join(cmd[:1] + [c for c in cmd[1:] if c.startswith('-') and not c.startswith(('-I', '-L'))])}: "
+                          f"{stderr.strip()[-2000:]}")
+            return None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+#: compilers running in this process (stopped at exit: a background build must not outlive it)
+_running: set = set()
+
+
+@atexit.register
+def _stop_compilers() -> None:
+    for proc in list(_running):
+        with contextlib.suppress(OSError):
+            proc.kill()
 
 
 _TMP_PREFIX = "building-"
@@ -197,6 +228,100 @@ def library() -> Optional[ctypes.CDLL]:
     return _lib
 
 
+#: the C++ operator ``ashlib_eager::ash`` (see ash_autograd.cpp and :func:`eager_ops`)
+EAGER_SOURCE = os.path.join(_HERE, "ash_autograd.cpp")
+
+
+def _torch_dirs() -> tuple:
+    base = os.path.dirname(os.path.abspath(torch.__file__))
+    return os.path.join(base, "include"), os.path.join(base, "lib")
+
+
+def build_eager(cxx: Optional[str] = None, cached_only: bool = False) -> Optional[str]:
+    """Compile ``ash_autograd.cpp`` against the installed torch (if not cached) and return the
+    library's path. Keyed like :func:`build`, with torch's version in place of the CPU (the
+    file holds no arithmetic: the kernels of :func:`build` are passed to it by address).
+    Raises ``RuntimeError`` with the compiler's message when compilation fails; with
+    ``cached_only``, returns None instead of compiling. Compiling takes about 15 seconds; ``python -m ashlib build-native`` (run by scripts/setup.sh) builds it at install time.
+    """
+    cxx = cxx or os.environ.get("CXX") or "c++"
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler: {cxx!r} is not on PATH (set CXX to use another)")
+    with open(EAGER_SOURCE, "rb") as fh:
+        src = fh.read()
+    inc, lib = _torch_dirs()
+    abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", 1))
+    common = ["-O2", "-fPIC", "-shared", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-I", inc,
+              "-I", os.path.join(inc, "torch", "csrc", "api", "include")]
+    link = ["-L", lib, "-lc10", "-ltorch_cpu", "-ltorch", f"-Wl,-rpath,{lib}"]
+    version = f"{torch.__version__} {torch.version.git_version}".encode() + _compiler_version(cxx).encode()
+    errors = []
+    for std in ("-std=c++20", "-std=c++17"):
+        flags = common + [std]
+        path = _cached_build("ashlib_eager", src + " ".join(flags + link).encode() + version,
+                             lambda out, fl=flags: [cxx, *fl, EAGER_SOURCE, "-o", out, *link], errors, cached_only)
+        if path:
+            return path
+    if cached_only:
+        return None
+    raise RuntimeError("compiling ashlib/ops/native/ash_autograd.cpp failed:\n" + "\n".join(errors))
+
+
+_eager_loaded = False
+_eager_failed = False
+_eager_thread: Optional[threading.Thread] = None
+
+
+def _load_eager(path: str) -> None:
+    global _eager_loaded
+    torch.ops.load_library(path)
+    _eager_loaded = True
+
+
+def _build_and_load_eager() -> None:
+    global _eager_failed
+    try:
+        _load_eager(build_eager())
+    except (RuntimeError, OSError) as err:
+        _eager_failed = True
+        warnings.warn(f"ashlib: the C++ fast path of ASH is unavailable ({err}); ASH runs its Python route (the "
+                      f"same kernels and results, more time per call)", RuntimeWarning, stacklevel=2)
+
+
+def eager_ops(wait: bool = False) -> bool:
+    """Whether the C++ operator ``torch.ops.ashlib_eager.ash`` is loaded.
+
+    It needs the C kernels (:func:`library`) and a C++ compiler. When its library is not in the
+    cache yet, the first call starts compiling it on a background thread and returns False, so
+    the first forward pass does not wait about 15 seconds: ASH runs its Python route (the same
+    kernels, the same results) until the library is loaded. ``wait=True`` waits for that build.
+    ``ASHLIB_NATIVE=0`` or ``ASHLIB_EAGER_CPP=0`` in the environment turns the operator off."""
+    global _eager_thread
+    if _eager_loaded:
+        return True
+    if _eager_failed or library() is None or os.environ.get("ASHLIB_EAGER_CPP", "1").strip().lower() in (
+            "0", "false", "no", "off"):
+        return False
+    with _lock:
+        if not _eager_loaded and _eager_thread is None:
+            try:  # already in the cache: load it now
+                path = build_eager(cached_only=True)
+            except RuntimeError:  # no C++ compiler
+                path = None
+            if path is not None:
+                try:
+                    _load_eager(path)
+                    return True
+                except (RuntimeError, OSError):
+                    pass
+            _eager_thread = threading.Thread(target=_build_and_load_eager, name="ashlib-build", daemon=True)
+            _eager_thread.start()
+        thread = _eager_thread
+    if wait and thread is not None:
+        thread.join()
+    return _eager_loaded
+
+
 #: torch dtype -> suffix of the C functions for it
 DTYPE_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
@@ -215,9 +340,12 @@ def available() -> bool:
 
 
 def _forget_pool() -> None:
-    """In a forked child the pool's threads do not exist: start a new pool when one is needed."""
-    global _pool, _pool_size
+    """In a forked child the pool's threads (and a background build's thread) do not exist:
+    start new ones when needed."""
+    global _pool, _pool_size, _eager_thread
     _pool, _pool_size = None, 0
+    if not _eager_loaded:
+        _eager_thread = None
 
 
 if hasattr(os, "register_at_fork"):

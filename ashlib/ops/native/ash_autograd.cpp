@@ -1,0 +1,215 @@
+// ASH's eager fast path as one C++ operator, ashlib_eager::ash: the per-call work that
+// ashlib.ops.ash_family._EagerASH does in Python (reading the parameters, allocating the output
+// and the statistics, saving for backward, the backward's parameter gradients) done in C++
+// around the same C kernels (ash_cpu.c, passed in by address once with set_kernels, so that both
+// routes run the very same compiled code).
+//
+// It takes only the common case: a contiguous CPU float32 or bfloat16 x whose statistics run
+// over its trailing dims (rows = the leading `keep` dims), one-element z, alpha (and slope for
+// Leaky ASH) with valid values, and every sample inside the kernels' range. Anything else throws
+// NotImplementedError whose message starts with "ashlib_eager: fallback", before any output or
+// graph exists, and the Python caller runs its own route (which raises the proper error for
+// bad arguments, or takes the exact float64 path). The Python side also keeps every mode
+// check (compile, functorch, dispatch modes, profiler, saved-tensor hooks): this operator is
+// only ever called in plain eager mode.
+//
+// Results are bit-identical to the Python route: the same kernels, the same row chunks per
+// thread, the parameter totals added in the same order.
+//
+// A backward with create_graph=True calls the Python operator ashlib::ash_grads_graph, which
+// differentiates the float64 reference formulas (ashlib.ops.ash_family.differentiable_grads).
+
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace ashlib_eager {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using at::Tensor;
+
+typedef int (*fwd_fn)(int64_t, int64_t, const void *, void *, double, double, double, float, float, double *,
+                      double *);
+typedef int (*bwd_fn)(int64_t, int64_t, const void *, const void *, void *, const double *, const double *, double,
+                      float, float, int, double *);
+
+struct Kernels {
+  fwd_fn fwd_f32 = nullptr, fwd_bf16 = nullptr;
+  bwd_fn bwd_f32 = nullptr, bwd_bf16 = nullptr;
+  double ratio = 8.0;            // _CANCELLATION_RATIO
+  double eps_min = 0.0;          // _EPS_NATIVE_MIN
+  int64_t parallel_min = 1 << 19;  // native.PARALLEL_MIN_ELEMENTS
+};
+Kernels K;  // set once by set_kernels, before the first call of ash
+
+[[noreturn]] void fallback(const char *why) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, "ashlib_eager: fallback (", why, ")");
+}
+
+// native.row_chunks: how many row ranges the work is split into
+int64_t row_chunks(int64_t rows, int64_t n) {
+  int64_t threads = std::min<int64_t>(at::get_num_threads(), rows);
+  return (threads <= 1 || rows * n < K.parallel_min) ? 1 : threads;
+}
+
+// call(r0, r1, chunk) over the row ranges of native.parallel_rows (the same bounds)
+template <typename F>
+void over_chunks(int64_t rows, int64_t chunks, const F &call) {
+  if (chunks == 1) {
+    call(0, rows, 0);
+    return;
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) call(rows * c / chunks, rows * (c + 1) / chunks, c);
+  });
+}
+
+// a one-element parameter as a double, or fall back (the Python route raises the proper error)
+double read_param(const Tensor &t, bool positive) {
+  if (!t.defined() || t.numel() != 1 || !t.device().is_cpu() || !t.is_floating_point())
+    fallback("parameter");
+  double v = t.item<double>();
+  if (!std::isfinite(v) || (positive && !(v > 0))) fallback("parameter value");
+  return v;
+}
+
+struct ASHFunction : public torch::autograd::Function<ASHFunction> {
+  static Tensor forward(AutogradContext *ctx, const Tensor &x, const Tensor &z, const Tensor &alpha,
+                        const std::optional<Tensor> &slope, double eps, int64_t keep) {
+    const bool f32 = x.scalar_type() == at::kFloat;
+    if (!x.device().is_cpu() || !(f32 || x.scalar_type() == at::kBFloat16) || !x.is_contiguous() ||
+        x.is_neg() || x.is_conj())
+      fallback("input");
+    if (!(eps >= K.eps_min) || !std::isfinite(eps)) fallback("eps");
+    if (keep < 0 || keep >= x.dim()) fallback("dims");
+    int64_t rows = 1, n = 1;
+    for (int64_t d = 0; d < x.dim(); ++d) (d < keep ? rows : n) *= x.size(d);
+    if (rows == 0 || n == 0) fallback("empty");
+    const double zf = read_param(z, false), af = read_param(alpha, true);
+    const bool leaky = slope.has_value() && slope->defined();
+    const double lf = leaky ? read_param(*slope, true) : 0.0;
+    const float A = static_cast<float>(2.0 * af), ell = static_cast<float>(lf);
+    fwd_fn fn = f32 ? K.fwd_f32 : K.fwd_bf16;
+    if (!fn) fallback("kernels");
+    // every small allocation before the output (the statistics, the context's entries, the
+    // per-chunk flags): small blocks placed after a large one keep glibc from reusing the large
+    // one's space, and the large blocks are then page-faulted in again on every call
+    const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
+    std::vector<int> ok(chunks, 1);
+    ctx->saved_data["zf"] = zf;
+    ctx->saved_data["A"] = 2.0 * af;  // as read: the kernels take them rounded to float,
+    ctx->saved_data["ell"] = lf;      // the parameters' gradients use them as they are
+    ctx->saved_data["leaky"] = leaky;
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["keep"] = keep;
+    Tensor stats = at::empty({2, rows, 1}, x.options().dtype(at::kDouble));
+    Tensor y = at::empty(x.sizes(), x.options());
+    double *mp = stats.data_ptr<double>(), *sp = mp + rows;
+    const char *xp = static_cast<const char *>(x.const_data_ptr());
+    char *yp = static_cast<char *>(y.data_ptr());
+    over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
+      ok[c] = fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf, K.ratio, A, ell, mp + r0, sp + r0);
+    });
+    for (int v : ok)
+      if (!v) fallback("range");
+    ctx->save_for_backward({x, stats, z, alpha, leaky ? *slope : Tensor()});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &stats = saved[1], &z = saved[2], &alpha = saved[3], &slope = saved[4];
+    const bool leaky = ctx->saved_data["leaky"].toBool();
+    const bool need_x = ctx->needs_input_grad(0), need_z = ctx->needs_input_grad(1),
+               need_a = ctx->needs_input_grad(2), need_l = leaky && ctx->needs_input_grad(3);
+    const Tensor &grad = grads[0];
+    variable_list out(6);
+    if (at::GradMode::is_enabled()) {  // create_graph=True: a differentiable backward, in Python
+      static auto op = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("ashlib_eager::ash_grads_graph", "")
+                           .typed<std::vector<Tensor>(const Tensor &, const Tensor &, const Tensor &,
+                                                      const Tensor &, const std::optional<Tensor> &, double,
+                                                      int64_t, c10::ArrayRef<bool>)>();
+      bool needs[4] = {need_x, need_z, need_a, need_l};
+      std::optional<Tensor> sl = leaky ? std::optional<Tensor>(slope) : std::nullopt;
+      auto g = op.call(grad, x, z, alpha, sl, ctx->saved_data["eps"].toDouble(), ctx->saved_data["keep"].toInt(),
+                       c10::ArrayRef<bool>(needs, 4));
+      for (int i = 0; i < 4; ++i)
+        if (needs[i]) out[i] = g[i];
+      return out;
+    }
+    const int64_t keep = ctx->saved_data["keep"].toInt();
+    int64_t rows = 1, n = 1;
+    for (int64_t d = 0; d < x.dim(); ++d) (d < keep ? rows : n) *= x.size(d);
+    const double zf = ctx->saved_data["zf"].toDouble();
+    const double Ad = ctx->saved_data["A"].toDouble(), lf = ctx->saved_data["ell"].toDouble();
+    const float A = static_cast<float>(Ad), ell = static_cast<float>(lf);
+    const bool f32 = x.scalar_type() == at::kFloat;
+    bwd_fn fn = f32 ? K.bwd_f32 : K.bwd_bf16;
+    // the small blocks before dL/dx (see the forward)
+    const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
+    std::vector<double> tot(3 * chunks, 0.0);
+    std::vector<int> code(chunks, 0);
+    Tensor gz = need_z ? at::empty(z.sizes(), z.options()) : Tensor();
+    Tensor ga = need_a ? at::empty(alpha.sizes(), alpha.options()) : Tensor();
+    Tensor gl = need_l ? at::empty(slope.sizes(), slope.options()) : Tensor();
+    Tensor g2 = grad.scalar_type() == x.scalar_type() ? grad.contiguous() : grad.to(x.scalar_type()).contiguous();
+    Tensor gx = need_x ? at::empty(x.sizes(), x.options()) : Tensor();
+    const double *mp = stats.const_data_ptr<double>(), *sp = mp + rows;
+    const char *xp = static_cast<const char *>(x.const_data_ptr());
+    const char *gp = static_cast<const char *>(g2.const_data_ptr());
+    char *gxp = need_x ? static_cast<char *>(gx.data_ptr()) : nullptr;
+    over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
+      code[c] = fn(r1 - r0, n, xp + r0 * row, gp + r0 * row, gxp ? gxp + r0 * row : nullptr, mp + r0, sp + r0, zf,
+                   A, ell, need_l ? 1 : 0, &tot[3 * c]);
+    });
+    for (int v : code)
+      if (v) throw std::bad_alloc();
+    double s_r1 = 0.0, s_r2 = 0.0, s_rl = 0.0;  // in chunk order, as the Python route adds them
+    for (int64_t c = 0; c < chunks; ++c) {
+      s_r1 += tot[3 * c];
+      s_r2 += tot[3 * c + 1];
+      s_rl += tot[3 * c + 2];
+    }
+    // dL/dz = -c A sum(sigma R1), dL/dalpha = 2c sum(R2), dL/dslope = sum(Rl) (ash_family's docstring)
+    const double cc = leaky ? 1.0 - lf : 1.0;
+    if (need_z) gz.fill_(-s_r1 * (cc * Ad));
+    if (need_a) ga.fill_(s_r2 * (2.0 * cc));
+    if (need_l) gl.fill_(s_rl);
+    out[0] = gx;
+    out[1] = gz;
+    out[2] = ga;
+    out[3] = gl;
+    return out;
+  }
+};
+
+Tensor ash(const Tensor &x, const Tensor &z, const Tensor &alpha, const std::optional<Tensor> &slope, double eps,
+           int64_t keep) {
+  return ASHFunction::apply(x, z, alpha, slope, eps, keep);
+}
+
+void set_kernels(c10::ArrayRef<int64_t> addresses, double ratio, double eps_min, int64_t parallel_min) {
+  TORCH_CHECK(addresses.size() == 4, "set_kernels takes 4 addresses");
+  K.fwd_f32 = reinterpret_cast<fwd_fn>(addresses[0]);
+  K.fwd_bf16 = reinterpret_cast<fwd_fn>(addresses[1]);
+  K.bwd_f32 = reinterpret_cast<bwd_fn>(addresses[2]);
+  K.bwd_bf16 = reinterpret_cast<bwd_fn>(addresses[3]);
+  K.ratio = ratio;
+  K.eps_min = eps_min;
+  K.parallel_min = parallel_min;
+}
+
+}  // namespace ashlib_eager
+
+TORCH_LIBRARY(ashlib_eager, m) {
+  m.def("ash(Tensor x, Tensor z, Tensor alpha, Tensor? slope, float eps, int keep) -> Tensor");
+  m.def("set_kernels(int[] addresses, float ratio, float eps_min, int parallel_min) -> ()", TORCH_FN(ashlib_eager::set_kernels));
+  m.impl("ash", c10::DispatchKey::CompositeImplicitAutograd, TORCH_FN(ashlib_eager::ash));
+}

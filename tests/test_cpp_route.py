@@ -1,0 +1,265 @@
+"""ASH's C++ eager route, ``torch.ops.ashlib_eager.ash`` (ashlib/ops/native/ash_autograd.cpp).
+
+It does what the Python eager Function (``ash_family._EagerASH``) does, around the same C
+kernels, for contiguous CPU float32/bfloat16 inputs with statistics over trailing dims; anything
+else falls back to the Python route before any output exists. These tests check the bits against
+the Python route and the dispatched operator, the values against the float64 reference, that
+every case it does not take still gets the right answer or the right error, and that a process
+with an empty cache does not wait for the compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import ashlib
+import ashlib.functional as AF
+from ashlib import reference as R
+from ashlib.ops import _common as C
+from ashlib.ops import ash_family as FU
+from ashlib.ops import native
+
+from .reference import uses_operator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.skipif(not native.eager_ops(wait=True),
+                                reason="no C++ fast path here (no C++ compiler or no native kernels)")
+
+
+def _route(y: torch.Tensor) -> str:
+    fn = y.grad_fn
+    if fn is None:
+        return "none"
+    if "ashlib_eager::ASHFunction" in fn.name():
+        return "cpp"
+    if getattr(fn, "_forward_cls", None) is FU._EagerASH:
+        return "python"
+    return "operator" if uses_operator(y, "ash") else fn.name()
+
+
+def _run(x, dim, slope, route, g, monkeypatch=None):
+    """(y, grads of x, z, alpha[, slope]) on the given route."""
+    xx = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    z = torch.tensor(0.4, requires_grad=True)
+    a = torch.tensor(1.7, requires_grad=True)
+    inputs = [xx, z, a]
+    if slope is not None:
+        sl = torch.tensor(slope, requires_grad=True)
+        inputs.append(sl)
+        fn = lambda: AF.leaky_ash(xx, z, a, sl, dim=dim)  # noqa: E731
+    else:
+        fn = lambda: AF.ash(xx, z, a, dim=dim)  # noqa: E731
+    if route == "operator":
+        with torch.autograd.profiler.profile():  # a profiler sends every call through the dispatcher
+            y = fn()
+            grads = torch.autograd.grad(y, inputs, g)
+    else:
+        if route == "python":
+            monkeypatch.setattr(FU, "_fast_ash", lambda *args: None)
+        y = fn()
+        grads = torch.autograd.grad(y, inputs, g)
+        if route == "python":
+            monkeypatch.undo()
+    return y.detach(), [t.detach() for t in grads], _route(y)
+
+
+CASES = [  # shape, dim: every one has its statistics over trailing dims of a contiguous tensor
+    ((4, 3, 5, 6), None),
+    ((3, 7, 9), -1),
+    ((3, 7, 9), (1, 2)),
+    ((6, 33), -1),
+    ((11,), None),  # one row: the statistics over the whole vector
+]
+
+
+@pytest.mark.parametrize("shape,dim", CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("slope", [None, 0.07], ids=["ash", "leaky"])
+def test_cpp_route_gives_the_bits_of_the_python_route_and_the_operator(shape, dim, dtype, slope, monkeypatch):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(2)).to(dtype)
+    results = {r: _run(x, dim, slope, r, g, monkeypatch) for r in ("cpp", "python", "operator")}
+    assert [results[r][2] for r in ("cpp", "python", "operator")] == ["cpp", "python", "operator"]
+    y0, g0, _ = results["cpp"]
+    assert y0.dtype == dtype and y0.shape == x.shape and y0.is_contiguous()
+    for r in ("python", "operator"):
+        y, grads, _ = results[r]
+        assert torch.equal(y0, y), r
+        for a_, b_ in zip(g0, grads):
+            assert a_.dtype == b_.dtype and torch.equal(a_, b_), r
+
+
+@pytest.mark.parametrize("shape,dim", CASES[:4])
+def test_cpp_route_matches_the_float64_reference(shape, dim):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    y, (gx, gz, ga, gl), route = _run(x.float(), dim, 0.07, "cpp", g.float())
+    assert route == "cpp"
+    xd = x.clone().requires_grad_()
+    zd, ad, ld = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.4, 1.7, 0.07))
+    # the parameters as float32 holds them (the route reads the float32 tensors)
+    zd.data, ad.data, ld.data = (torch.tensor(v, dtype=torch.float32).double() for v in (0.4, 1.7, 0.07))
+    yr = R.ash(xd, zd, ad, ld, C.reduce_dims(xd, dim), 1e-5)
+    rx, rz, ra, rl = torch.autograd.grad(yr, (xd, zd, ad, ld), g)
+    yr = yr.detach()
+    assert float((y.double() - yr).abs().max()) <= 1e-6 * float(yr.abs().max())
+    assert float((gx.double() - rx).abs().max()) <= 1e-5 * float(rx.abs().max())
+    for got, ref in ((gz, rz), (ga, ra), (gl, rl)):
+        assert abs(float(got) - float(ref)) <= 1e-5 * abs(float(ref)) + 1e-6
+
+
+def test_rows_split_over_threads_give_the_same_bits(monkeypatch):
+    """With two threads and a large enough tensor both routes split the rows in two chunks; the
+    outputs, dL/dx and the parameter totals (added in chunk order) agree bit for bit."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        rows = 6
+        x = torch.randn(rows, native.PARALLEL_MIN_ELEMENTS // rows + 7, generator=torch.Generator().manual_seed(5))
+        assert native.row_chunks(*x.shape) == 2
+        g = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
+        a = _run(x, None, None, "cpp", g)
+        b = _run(x, None, None, "python", g, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert (a[2], b[2]) == ("cpp", "python")
+    assert torch.equal(a[0], b[0]) and all(torch.equal(p, q) for p, q in zip(a[1], b[1]))
+
+
+def test_cases_it_does_not_take_go_to_the_python_route():
+    z, a = torch.tensor(0.3), torch.tensor(1.2, requires_grad=True)
+    x = torch.randn(4, 3, 5, 6, requires_grad=True)
+    assert _route(AF.ash(x, z, a)) == "cpp"
+    assert _route(AF.ash(x.to(memory_format=torch.channels_last), z, a)) == "python"
+    assert _route(AF.ash(x, z, a, dim=1)) == "python"  # not the trailing dims
+    assert _route(AF.ash(x, z, a, dim=(1, 3))) == "python"
+    assert _route(AF.ash(x.transpose(2, 3), z, a, dim=-1)) == "python"  # not contiguous
+    assert _route(AF.ash(x.double(), z, a)) == "python"  # the ATen kernels
+    assert _route(AF.ash(x, z, a, eps=1e-30)) == "python"  # below the native kernels' eps
+    assert _route(FU.ash(x, z, a, backend="aten")) == "python"
+    assert _route(FU.ash(x, z, a, backend="native")) == "cpp"
+
+
+def test_bad_parameters_raise_the_python_routes_errors():
+    x = torch.randn(3, 8)
+    for z, a, msg in ((0.0, torch.tensor(-1.0), "alpha"), (torch.tensor(float("nan")), 1.0, "z"),
+                      (0.0, torch.tensor(float("inf")), "alpha")):
+        with pytest.raises(ValueError, match=f"{msg}=.* is out of range"):
+            FU.ash(x, z, a)
+    with pytest.raises(ValueError, match="slope=.* is out of range"):
+        FU.leaky_ash(x, 0.0, 1.0, torch.tensor(0.0))
+    with pytest.raises(ValueError, match="2 elements"):
+        FU.ash(x, torch.zeros(2), 1.0)
+
+
+def test_samples_outside_the_kernels_range_take_the_exact_path():
+    """A sample near float32's limit fails the kernels' range check: the C++ route throws its
+    fallback before returning anything and the Python route computes it in float64."""
+    x = torch.randn(3, 16, generator=torch.Generator().manual_seed(7))
+    x[1, 3] = 3e38
+    xx = x.clone().requires_grad_()
+    y = FU.ash(xx, 0.5, 1.0)
+    assert _route(y) == "python"
+    yr = R.ash(x.double(), torch.tensor(0.5, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), None,
+               (1,), 1e-5)
+    assert torch.equal(y.detach().isfinite(), yr.isfinite())
+    fin = yr.isfinite()
+    assert torch.allclose(y.detach().double()[fin], yr[fin], rtol=1e-6, atol=0)
+    y.sum().backward()
+    assert xx.grad is not None and xx.grad[0].isfinite().all()
+
+
+def test_gradient_penalty_on_the_cpp_route(monkeypatch):
+    """create_graph=True: the C++ backward calls the differentiable reference backward, so the
+    second-order gradients are those of the Python route, and match float64 central differences."""
+    x = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    res = []
+    for route in ("cpp", "python"):
+        if route == "python":
+            monkeypatch.setattr(FU, "_fast_ash", lambda *args: None)
+        xx = x.float().requires_grad_()
+        z, a = torch.tensor(0.4, requires_grad=True), torch.tensor(1.7, requires_grad=True)
+        y = AF.ash(xx, z, a)
+        assert _route(y) == route
+        gx, = torch.autograd.grad(y.pow(2).sum(), xx, create_graph=True)
+        res.append(torch.autograd.grad(gx.pow(2).sum(), (xx, z, a)))
+    monkeypatch.undo()
+    for p, q in zip(*res):
+        assert torch.equal(p, q)
+    h = 1e-6
+
+    def penalty(av):
+        xv = x.clone().requires_grad_()
+        g1, = torch.autograd.grad(R.ash(xv, torch.tensor(0.4, dtype=torch.float64).float().double(),
+                                        torch.tensor(av, dtype=torch.float64), None, (1, 2), 1e-5).pow(2).sum(), xv)
+        return float(g1.pow(2).sum())
+    a0 = float(torch.tensor(1.7))
+    fd = (penalty(a0 + h) - penalty(a0 - h)) / (2 * h)
+    assert abs(float(res[0][2]) - fd) <= 1e-3 * abs(fd)
+
+
+def test_module_in_place_no_grad_and_inference_mode():
+    torch.manual_seed(9)
+    m = ashlib.ASH(k=0.3)
+    x = torch.randn(5, 4, 7, requires_grad=True)
+    y = m(x)
+    assert _route(y) == "cpp"
+    y.mul_(2.0)  # the output is a fresh tensor: in-place ops on it are fine
+    y.sum().backward()
+    assert x.grad is not None and m.z_param.grad is not None and m.log_alpha.grad is not None
+    with torch.no_grad():
+        y1 = m(x)
+    with torch.inference_mode():
+        y2 = m(x.detach())
+    assert torch.equal(y1, y2) and torch.equal(2 * y1, y.detach())
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    e = dict(os.environ, PYTHONPATH=ROOT, **env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=e,
+                          timeout=600)
+
+
+def test_empty_cache_builds_in_the_background_and_a_missing_compiler_is_not_an_error(tmp_path):
+    """A process whose cache lacks the C++ library does not wait for it: the first calls run the
+    Python route while it compiles; then the C++ route takes over with the same bits. Without a
+    C++ compiler ASH keeps its Python route (one warning says so)."""
+    code = """
+        import warnings, torch
+        import ashlib.functional as AF
+        from ashlib.ops import native
+        x = torch.randn(4, 50, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        a = torch.tensor(1.3, requires_grad=True)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            y1 = AF.ash(x, 0.2, a)
+            first = y1.grad_fn.name()
+            ready = native.eager_ops(wait=True)
+            y2 = AF.ash(x, 0.2, a)
+        g1 = torch.autograd.grad(y1.sum(), (x, a))
+        g2 = torch.autograd.grad(y2.sum(), (x, a))
+        same = torch.equal(y1, y2) and all(torch.equal(p, q) for p, q in zip(g1, g2))
+        print(first.split("<")[-1], ready, y2.grad_fn.name().split("<")[-1], same,
+              [str(m.message)[:45] for m in w])
+    """
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # the C kernels are copied in, so that only the C++ library is missing
+    kernels = native.build()
+    (cache / os.path.basename(kernels)).write_bytes(open(kernels, "rb").read())
+    built = _python(code, ASHLIB_CACHE_DIR=str(cache))
+    assert built.returncode == 0, built.stderr
+    out = built.stdout.strip()
+    assert out.startswith("_EagerASHBackward True ashlib_eager::ASHFunction> True []"), out
+    assert len([f for f in os.listdir(cache) if f.startswith("ashlib_eager-")]) == 1
+    nocxx = _python(code, ASHLIB_CACHE_DIR=str(tmp_path / "other"), CXX=str(tmp_path / "no-such-c++"))
+    assert nocxx.returncode == 0, nocxx.stderr
+    assert nocxx.stdout.startswith("_EagerASHBackward False _EagerASHBackward True ['ashlib: the C++ fast path of ASH is una"), \
+        nocxx.stdout
