@@ -302,3 +302,18 @@ def test_thread_pool_is_kept_across_batch_sizes():
         assert len(pools) <= 1
     finally:
         torch.set_num_threads(with_threads)
+
+
+def test_package_data_ships_the_kernel_sources():
+    """An installed (non-editable) ashlib compiles its kernels from the sources it ships: the
+    package-data globs of pyproject.toml must name the package that holds them and match them."""
+    import fnmatch
+    import tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        data = tomllib.load(fh)["tool"]["setuptools"]["package-data"]
+    globs = data.get(native.__name__, [])
+    needed = native.SOURCES + [native.EAGER_SOURCE] + [os.path.join(os.path.dirname(native.__file__), f)
+                                                       for f in os.listdir(os.path.dirname(native.__file__))
+                                                       if f.endswith(".h")]
+    for path in needed:
+        assert any(fnmatch.fnmatch(os.path.basename(path), g) for g in globs), (path, data)
