@@ -2,7 +2,9 @@
 
 "ash (fused)" is what ashlib.functional.ash runs by default: the operator torch.ops.ashlib.ash with
 the C kernels of ashlib.ops.native on a CPU (float32, bfloat16), Triton on CUDA when it is
-installed; "ash (fused, aten)" is the same operator on chunked ATen ops (what runs for float64 and
+installed; in plain eager mode on a CPU its C++ route (torch.ops.ashlib_eager.ash) runs those
+kernels, and "ash (fused, python route)" is the same call with that route turned off (the Python
+autograd Function around the same kernels); "ash (fused, aten)" is the same operator on chunked ATen ops (what runs for float64 and
 float16, and where no C compiler is found).
 The JSON records which backend the default took for each shape and dtype.
 
@@ -60,6 +62,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 Z, ALPHA, K = 0.0, 1.0, 0.5  # k = 0.5 <-> z = 0
 
 
+def _on_python_route(fn, *args, **kwargs):
+    with FU.python_route():
+        return fn(*args, **kwargs)
+
+
 def ops(device: str, channels: int = 1, dim=None, compiled: bool = True) -> Dict[str, Callable]:
     """The activations compared; ASH ops take a 0-d z and alpha that require grad, like ashlib.ASH,
     and statistics over ``dim``.
@@ -81,6 +88,7 @@ def ops(device: str, channels: int = 1, dim=None, compiled: bool = True) -> Dict
         "relu": F.relu,
         "silu": F.silu,
         "ash (fused)": lambda x: AF.ash(x, z, a, dim=dim),
+        "ash (fused, python route)": lambda x: _on_python_route(AF.ash, x, z, a, dim=dim),
         "ash (fused, aten)": lambda x: FU.ash(x, z, a, dim=dim, backend="aten"),
         "ash (reference)": lambda x: AF.ash(x, z, a, dim=dim, impl="reference"),
         "leaky_ash (fused)": lambda x: AF.leaky_ash(x, z, a, 0.01, dim=dim),
@@ -339,25 +347,28 @@ torch.set_num_threads(1)
 x = torch.randn(8, 16, 32, 32, requires_grad=True)
 t0 = time.perf_counter(); F.silu(x).sum().backward(); t_silu = time.perf_counter() - t0
 import ashlib.functional as AF
-t0 = time.perf_counter(); AF.ash(x, 0.0, 1.0).sum().backward(); t_ash = time.perf_counter() - t0
-print(t_ash - t_silu)
+t0 = time.perf_counter(); y = AF.ash(x, 0.0, 1.0); y.sum().backward(); t_ash = time.perf_counter() - t0
+print("cpp" if "ashlib_eager" in y.grad_fn.name() else "python", t_ash - t_silu)
 """
 
 
-def first_call_latency() -> Dict[str, float]:
-    """Seconds the first ASH forward+backward in a new process takes beyond the first F.silu's:
-    with an empty native-kernel cache (the process compiles them) and with the cache that an
-    earlier process filled (what every later process on the machine sees)."""
+def first_call_latency() -> Dict[str, object]:
+    """Seconds the first ASH forward+backward in a new process takes beyond the first F.silu's,
+    and the route it took (``cpp`` or ``python``): with an empty kernel cache (the process
+    compiles the C kernels and starts compiling the C++ route in the background, so the first
+    calls take the Python route) and with this machine's cache as an install leaves it
+    (``python -m ashlib build-native`` builds both)."""
     import subprocess
     import tempfile
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    out = {}
+    out: Dict[str, object] = {}
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, ASHLIB_CACHE_DIR=cache, PYTHONPATH=root)
-        for key in ("cold_cache_s", "warm_cache_s"):
+        for key, env in (("cold", dict(os.environ, ASHLIB_CACHE_DIR=cache, PYTHONPATH=root)),
+                         ("warm", dict(os.environ, PYTHONPATH=root))):
             r = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True,
                                timeout=600)
-            out[key] = float(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else float("nan")
+            route, seconds = r.stdout.strip().splitlines()[-1].split() if r.returncode == 0 else ("", "nan")
+            out[f"{key}_cache_s"], out[f"{key}_route"] = float(seconds), route
     return out
 
 
@@ -470,8 +481,8 @@ def main(argv=None) -> dict:
         result["first_call"] = first_call_latency()
         fc = result["first_call"]
         print(f"\nfirst ASH forward+backward in a fresh process, beyond F.silu's: "
-              f"{fc['cold_cache_s']:.2f} s with an empty kernel cache (it compiles), "
-              f"{fc['warm_cache_s']:.2f} s with the cache another process filled")
+              f"{fc['cold_cache_s']:.2f} s with an empty kernel cache (it compiles; {fc['cold_route']} route), "
+              f"{fc['warm_cache_s']:.2f} s with this machine's cache ({fc['warm_route']} route)")
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)
     print(f"\nwrote {args.out}")

@@ -46,6 +46,7 @@ reference implementation, which handles them by power-of-two scaling.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 from typing import List, Optional, Tuple, Union
@@ -565,7 +566,7 @@ _EPS_NATIVE_MIN = math.sqrt(torch.finfo(torch.float32).tiny)
 
 _FAST_DTYPES = (torch.float32, torch.bfloat16)
 _FALLBACK = "ashlib_eager: fallback"
-_fast_state = {"ready": False}
+_fast_state = {"ready": False, "off": 0}
 # what the C++ backward calls under create_graph=True (a Python kernel the dispatcher runs)
 _GRAPH_LIB = torch.library.Library("ashlib_eager", "FRAGMENT")
 _GRAPH_LIB.define("ash_grads_graph(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor? slope, float eps, "
@@ -599,11 +600,23 @@ def _fast_ready() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def python_route():
+    """Inside this block ASH's eager calls skip the C++ operator and run the Python route (the
+    same kernels and results, more time per call): for benchmarks and tests comparing the two.
+    Process-wide, not thread-local."""
+    _fast_state["off"] += 1
+    try:
+        yield
+    finally:
+        _fast_state["off"] -= 1
+
+
 def _fast_ash(x: Tensor, p: list, eps: float, dims: Tuple[int, ...], backend: Optional[str]) -> Optional[Tensor]:
     """ASH through the C++ operator, or None when it does not take this call."""
     if (backend is not None and backend != "native") or x.dtype not in _FAST_DTYPES or x.device.type != "cpu" \
             or dims[-1] != x.dim() - 1 or len(dims) != dims[-1] - dims[0] + 1 or not x.is_contiguous() \
-            or not _fast_ready():
+            or _fast_state["off"] or not _fast_ready():
         return None
     try:
         return torch.ops.ashlib_eager.ash(x, p[0], p[1], p[2], eps, dims[0])
