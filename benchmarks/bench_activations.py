@@ -124,9 +124,10 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, slow: set) -> Dict[str, dict]:
-    """Median seconds of forward (no grad) and forward+backward, ops interleaved in each repeat,
-    and the mean minor page faults per forward+backward call ("faults")."""
+def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, slow: set,
+             forward: bool = True) -> Dict[str, dict]:
+    """Median seconds of forward (no grad; unless not ``forward``) and forward+backward, ops
+    interleaved in each repeat, and the mean minor page faults per forward+backward call ("faults")."""
     g = torch.randn_like(x)
     res = {k: {"fwd": [], "fwdbwd": [], "faults": []} for k in fns}
 
@@ -138,14 +139,15 @@ def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, 
         xx = x.detach().requires_grad_()
         f(xx).backward(g)
 
+    kinds = (("fwd", fwd), ("fwdbwd", fwdbwd)) if forward else (("fwdbwd", fwdbwd),)
     for f in fns.values():  # warm-up
-        fwd(f)
-        fwdbwd(f)
+        for _, fn in kinds:
+            fn(f)
     for r in range(reps):
         for k, f in fns.items():
             if k in slow and r >= max(1, reps // 5):
                 continue  # the reference is 10-100x slower: fewer repeats keep the run short
-            for kind, fn in (("fwd", fwd), ("fwdbwd", fwdbwd)):
+            for kind, fn in kinds:
                 _sync(device)
                 f0 = minor_faults()
                 t0 = time.perf_counter()
@@ -154,7 +156,7 @@ def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, 
                 res[k][kind].append(time.perf_counter() - t0)
                 if kind == "fwdbwd":
                     res[k]["faults"].append(minor_faults() - f0)
-    return {k: {kind: (statistics.mean(v) if kind == "faults" else statistics.median(v)) for kind, v in d.items()}
+    return {k: {kind: (statistics.mean(v) if kind == "faults" else statistics.median(v)) for kind, v in d.items() if v}
             for k, d in res.items()}
 
 
@@ -372,6 +374,57 @@ def first_call_latency() -> Dict[str, object]:
     return out
 
 
+def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: int = 7,
+                 threads: int = 1) -> List[dict]:
+    """Forward+backward of each op, and of F.silu, each timed ALONE in a fresh process with glibc's
+    default allocator, as a model that uses one activation runs; the processes alternate (silu,
+    op 1, op 2, ..., silu, op 1, ...) for ``rounds`` rounds so that drift in the machine's speed
+    reaches every op alike. Returns per op and shape: the median over rounds of each process's
+    median time, its ratio to F.silu's, and both ops' mean minor page faults per call.
+
+    In one process with many ops, memory one op frees and glibc returns to the system is
+    faulted in again by whichever op allocates next, so an op's time depends on its neighbours;
+    alone, an op pays only for its own allocation pattern."""
+    times = {op: {sh: [] for sh in shapes} for op in ["silu"] + list(op_names)}
+    faults = {op: {sh: [] for sh in shapes} for op in times}
+    for _ in range(rounds):
+        for op in times:
+            argv = ["--alone", op, "--shapes", *shapes, "--dtypes", "float32", "--reps", str(reps),
+                    "--threads", str(threads)]
+            for r in run_isolated(argv)["activations"]:
+                times[op][r["shape"]].append(r["fwdbwd_s"])
+                faults[op][r["shape"]].append(r["fwdbwd_faults"])
+    out = []
+    for op in op_names:
+        for sh in shapes:
+            t, ts = statistics.median(times[op][sh]), statistics.median(times["silu"][sh])
+            out.append({"op": op, "shape": sh, "fwdbwd_s": t, "silu_fwdbwd_s": ts, "fwdbwd_vs_silu": t / ts,
+                        "faults": statistics.mean(faults[op][sh]), "silu_faults": statistics.mean(faults["silu"][sh]),
+                        "rounds": rounds, "reps": reps})
+    return out
+
+
+def _run_alone(op: str, shapes: List[str], reps: int, out: str) -> dict:
+    """--alone: one op, float32, forward+backward only, nothing else in the process."""
+    rows = []
+    for sname in shapes:
+        torch.manual_seed(0)
+        x = torch.randn(SHAPES[sname])
+        fns = ops("cpu", x.shape[1] if x.dim() >= 2 else 1, STAT_DIMS.get(sname), "compile" in op)
+        t = time_ops({op: fns[op]}, x, reps, "cpu", set(), forward=False)
+        rows.append({"shape": sname, "op": op, "fwdbwd_s": t[op]["fwdbwd"], "fwdbwd_faults": t[op]["faults"]})
+    result = {"activations": rows}
+    with open(out, "w") as fh:
+        json.dump(result, fh)
+    return result
+
+
+def _selected(name: str, wanted: List[str], names) -> bool:
+    """--ops: an op whose whole name is given, or whose name contains a given string that is not
+    itself one of ``names`` ("ash (fused)" selects that op alone, "agumbel" the family)."""
+    return name in wanted or any(o in name for o in wanted if o not in names)
+
+
 def run_isolated(argv: List[str], timeout: float = 1800) -> dict:
     """:func:`main` with ``argv`` in a fresh Python process, its result read back from its JSON.
 
@@ -410,8 +463,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--kernels", action="store_true",
                     help="also time the native kernels alone (ns per element, no Python layer; see kernel_times)")
     ap.add_argument("--ops", nargs="*", default=None,
-                    help="only the ops whose name contains one of these (relu and silu always run)")
+                    help="only these ops (a whole name selects that op; any other string, the ops whose name "
+                         "contains it); relu and silu always run")
+    ap.add_argument("--alone", default=None, metavar="OP",
+                    help="time only this op's forward+backward (float32, CPU), nothing else in the process "
+                         "(see alone_ratios)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.alone:
+        return _run_alone(args.alone, args.shapes, args.reps or 7, args.out)
     if not args.no_compile:
         # every shape (and grad mode) compiles the same two lambdas afresh: allow that many graphs
         from torch._dynamo import config as dynamo_config
@@ -440,7 +501,7 @@ def main(argv=None) -> dict:
             x = torch.randn(SHAPES[sname], device=device).to(DTYPES[dname])
             fns = ops(device, x.shape[1] if x.dim() >= 2 else 1, STAT_DIMS.get(sname), not args.no_compile)
             if args.ops:
-                fns = {k: f for k, f in fns.items() if k in ("relu", "silu") or any(o in k for o in args.ops)}
+                fns = {k: f for k, f in fns.items() if k in ("relu", "silu") or _selected(k, args.ops, fns)}
             slow = {k for k in fns if k.endswith("(reference)")}
             t = time_ops(fns, x, reps, device, slow)
             mem = {k: (saved_bytes(f, x), peak_bytes(f, x)) for k, f in fns.items()}

@@ -78,3 +78,19 @@ def test_run_isolated_keeps_allocator_settings_to_its_process():
     assert all(r["fwdbwd_faults"] >= 0 for r in rows.values())
     with pytest.raises(RuntimeError, match="benchmark failed"):
         BA.run_isolated(["--shapes", "no such shape"])
+
+
+def test_alone_ratios_time_each_op_in_its_own_process():
+    rows = BA.alone_ratios(["ash (fused)"], ["small 32x256"], rounds=1, reps=1)
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["op"], r["shape"]) == ("ash (fused)", "small 32x256")
+    assert r["fwdbwd_s"] > 0 and r["silu_fwdbwd_s"] > 0
+    assert r["fwdbwd_vs_silu"] == pytest.approx(r["fwdbwd_s"] / r["silu_fwdbwd_s"])
+    assert r["faults"] >= 0 and r["silu_faults"] >= 0
+
+
+def test_ops_selection_by_whole_name_or_part():
+    names = {"ash (fused)": 1, "leaky_ash (fused)": 1, "agumbel (fused)": 1, "agumbel (reference)": 1}
+    assert [n for n in names if BA._selected(n, ["ash (fused)"], names)] == ["ash (fused)"]
+    assert [n for n in names if BA._selected(n, ["agumbel"], names)] == ["agumbel (fused)", "agumbel (reference)"]

@@ -296,3 +296,29 @@ def test_cpp_route_keeps_only_the_input_and_statistics_alive():
     del y
     gc.collect()
     assert in_use() - before < 0.05 * x.numel() * x.element_size()
+
+
+def test_a_process_that_exits_while_compiling_leaves_no_compiler_running(tmp_path):
+    """The background build of a process that ends first is stopped with it (the compiler
+    proper included), not left to compete with whatever runs next."""
+    import time
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    kernels = native.build()
+    (cache / os.path.basename(kernels)).write_bytes(open(kernels, "rb").read())
+    marker = f"ashlib-exit-test-{os.getpid()}"
+    wrapper = tmp_path / "cxx"  # a compiler that runs long, under a name we can look for
+    # like a compiler driver, it runs the long part in a child process
+    wrapper.write_text(f"#!/bin/sh\nif [ \"$1\" = --version ]; then exec c++ \"$@\"; fi\n"
+                       f"{sys.executable} -c 'import time; time.sleep(60)' {marker} &\nwait\nexit 1\n")
+    wrapper.chmod(0o755)
+    code = """
+        import time, torch, ashlib.functional as AF
+        AF.ash(torch.randn(3, 8), 0.0, 1.0)  # starts the background build
+        time.sleep(1.0)
+    """
+    r = _python(code, ASHLIB_CACHE_DIR=str(cache), CXX=str(wrapper))
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.5)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert marker not in ps, ps

@@ -142,10 +142,15 @@ def _cached_build(prefix: str, key: bytes, command: Callable[[str], list], error
         os.close(fd)
         cmd = command(tmp)
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # a session of its own, so that stopping it stops the compiler proper (cc1, cc1plus) too
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=hasattr(os, "killpg"))
             _running.add(proc)
             try:
                 _, stderr = proc.communicate()
+            except BaseException:  # (KeyboardInterrupt) the compiler does not outlive the build
+                _stop(proc)
+                raise
             finally:
                 _running.discard(proc)
             if proc.returncode == 0:
@@ -163,11 +168,18 @@ def _cached_build(prefix: str, key: bytes, command: Callable[[str], list], error
 _running: set = set()
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, 9)
+        else:
+            proc.kill()
+
+
 @atexit.register
 def _stop_compilers() -> None:
     for proc in list(_running):
-        with contextlib.suppress(OSError):
-            proc.kill()
+        _stop(proc)
 
 
 _TMP_PREFIX = "building-"
