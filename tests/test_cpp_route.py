@@ -97,6 +97,27 @@ def test_cpp_route_gives_the_bits_of_the_python_route_and_the_operator(shape, di
             assert a_.dtype == b_.dtype and torch.equal(a_, b_), r
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("grad_layout", ["channels_last", "contiguous", "expanded"])
+def test_channels_last_maps_take_the_cpp_route_with_the_same_bits(dtype, grad_layout):
+    """Per-sample statistics of a channels_last map: each sample is one block of memory, so the
+    C++ route takes it as it is; output and dL/dx come back channels_last, whatever the layout of
+    the incoming gradient."""
+    x = torch.randn(3, 5, 4, 6, generator=torch.Generator().manual_seed(11)).to(dtype)
+    x = x.to(memory_format=torch.channels_last)
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(12)).to(dtype)
+    if grad_layout == "channels_last":
+        g = g.to(memory_format=torch.channels_last)
+    elif grad_layout == "expanded":
+        g = torch.tensor(0.75, dtype=dtype).expand(x.shape)
+    res = {r: _run(x, None, 0.05, r, g) for r in ("cpp", "python", "operator")}
+    assert [res[r][2] for r in res] == ["cpp", "python", "operator"]
+    y0, g0, _ = res["cpp"]
+    assert y0.stride() == x.stride() and g0[0].stride() == x.stride()
+    for r in ("python", "operator"):
+        assert torch.equal(y0, res[r][0]) and all(torch.equal(a_, b_) for a_, b_ in zip(g0, res[r][1])), r
+
+
 @pytest.mark.parametrize("shape,dim", CASES[:4])
 def test_cpp_route_matches_the_float64_reference(shape, dim):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -138,7 +159,10 @@ def test_cases_it_does_not_take_go_to_the_python_route():
     z, a = torch.tensor(0.3), torch.tensor(1.2, requires_grad=True)
     x = torch.randn(4, 3, 5, 6, requires_grad=True)
     assert _route(AF.ash(x, z, a)) == "cpp"
-    assert _route(AF.ash(x.to(memory_format=torch.channels_last), z, a)) == "python"
+    cl = x.to(memory_format=torch.channels_last)
+    assert _route(AF.ash(cl, z, a)) == "cpp"  # per-sample statistics: each sample is one block
+    assert _route(AF.ash(cl, z, a, dim=(2, 3))) == "python"  # per channel: not a block of memory
+    assert _route(AF.ash(x[:, :, :, ::2], z, a)) == "python"  # strided
     assert _route(AF.ash(x, z, a, dim=1)) == "python"  # not the trailing dims
     assert _route(AF.ash(x, z, a, dim=(1, 3))) == "python"
     assert _route(AF.ash(x.transpose(2, 3), z, a, dim=-1)) == "python"  # not contiguous

@@ -561,7 +561,8 @@ _EPS_NATIVE_MIN = math.sqrt(torch.finfo(torch.float32).tiny)
 
 # --- the C++ route: torch.ops.ashlib_eager.ash (native/ash_autograd.cpp) ------------------------
 # _EagerASH's work in C++ around the same kernels, for the common case (contiguous CPU float32 or
-# bfloat16 x, statistics over its trailing dims); it throws NotImplementedError("ashlib_eager:
+# bfloat16 x, statistics over its trailing dims; channels_last maps with per-sample statistics);
+# it throws NotImplementedError("ashlib_eager:
 # fallback ...") for anything else, before any output exists, and _ash_call then runs _EagerASH.
 
 _FAST_DTYPES = (torch.float32, torch.bfloat16)
@@ -612,11 +613,16 @@ def python_route():
         _fast_state["off"] -= 1
 
 
+def _channels_last(x: Tensor) -> bool:
+    return (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)) or \
+        (x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d))
+
+
 def _fast_ash(x: Tensor, p: list, eps: float, dims: Tuple[int, ...], backend: Optional[str]) -> Optional[Tensor]:
     """ASH through the C++ operator, or None when it does not take this call."""
     if (backend is not None and backend != "native") or x.dtype not in _FAST_DTYPES or x.device.type != "cpu" \
-            or dims[-1] != x.dim() - 1 or len(dims) != dims[-1] - dims[0] + 1 or not x.is_contiguous() \
-            or _fast_state["off"] or not _fast_ready():
+            or dims[-1] != x.dim() - 1 or len(dims) != dims[-1] - dims[0] + 1 or _fast_state["off"] \
+            or not (x.is_contiguous() or (dims[0] == 1 and _channels_last(x))) or not _fast_ready():
         return None
     try:
         return torch.ops.ashlib_eager.ash(x, p[0], p[1], p[2], eps, dims[0])

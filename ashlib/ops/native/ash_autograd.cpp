@@ -5,7 +5,8 @@
 // routes run the very same compiled code).
 //
 // It takes only the common case: a contiguous CPU float32 or bfloat16 x whose statistics run
-// over its trailing dims (rows = the leading `keep` dims), one-element z, alpha (and slope for
+// over its trailing dims (rows = the leading `keep` dims), or a dense one (channels_last) with
+// per-sample statistics, one-element z, alpha (and slope for
 // Leaky ASH) with valid values, and every sample inside the kernels' range. Anything else throws
 // NotImplementedError whose message starts with "ashlib_eager: fallback", before any output or
 // graph exists, and the Python caller runs its own route (which raises the proper error for
@@ -83,14 +84,18 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
   static Tensor forward(AutogradContext *ctx, const Tensor &x, const Tensor &z, const Tensor &alpha,
                         const std::optional<Tensor> &slope, double eps, int64_t keep) {
     const bool f32 = x.scalar_type() == at::kFloat;
-    if (!x.device().is_cpu() || !(f32 || x.scalar_type() == at::kBFloat16) || !x.is_contiguous() ||
-        x.is_neg() || x.is_conj())
+    if (!x.device().is_cpu() || !(f32 || x.scalar_type() == at::kBFloat16) || x.is_neg() || x.is_conj())
       fallback("input");
     if (!(eps >= K.eps_min) || !std::isfinite(eps)) fallback("eps");
     if (keep < 0 || keep >= x.dim()) fallback("dims");
     int64_t rows = 1, n = 1;
     for (int64_t d = 0; d < x.dim(); ++d) (d < keep ? rows : n) *= x.size(d);
     if (rows == 0 || n == 0) fallback("empty");
+    // the rows are the memory of x taken n elements at a time: x contiguous, or (per-sample
+    // statistics) any dense layout whose samples are contiguous blocks, such as channels_last;
+    // the output and the gradient get x's strides, so that every element keeps its place
+    if (!x.is_contiguous() && !(keep == 1 && x.stride(0) == n && x.is_non_overlapping_and_dense()))
+      fallback("layout");
     const double zf = read_param(z, false), af = read_param(alpha, true);
     const bool leaky = slope.has_value() && slope->defined();
     const double lf = leaky ? read_param(*slope, true) : 0.0;
@@ -109,7 +114,7 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["keep"] = keep;
     Tensor stats = at::empty({2, rows, 1}, x.options().dtype(at::kDouble));
-    Tensor y = at::empty(x.sizes(), x.options());
+    Tensor y = at::empty_like(x);  // x's strides (x is dense)
     double *mp = stats.data_ptr<double>(), *sp = mp + rows;
     const char *xp = static_cast<const char *>(x.const_data_ptr());
     char *yp = static_cast<char *>(y.data_ptr());
@@ -159,8 +164,11 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     Tensor gz = need_z ? at::empty(z.sizes(), z.options()) : Tensor();
     Tensor ga = need_a ? at::empty(alpha.sizes(), alpha.options()) : Tensor();
     Tensor gl = need_l ? at::empty(slope.sizes(), slope.options()) : Tensor();
-    Tensor g2 = grad.scalar_type() == x.scalar_type() ? grad.contiguous() : grad.to(x.scalar_type()).contiguous();
-    Tensor gx = need_x ? at::empty(x.sizes(), x.options()) : Tensor();
+    // the gradient in x's dtype and strides (a copy unless it has them: an expanded or
+    // differently laid out gradient)
+    const bool same_layout = x.is_contiguous() ? grad.is_contiguous() : grad.strides() == x.strides();
+    Tensor g2 = grad.scalar_type() == x.scalar_type() && same_layout ? grad : at::empty_like(x).copy_(grad);
+    Tensor gx = need_x ? at::empty_like(x) : Tensor();
     const double *mp = stats.const_data_ptr<double>(), *sp = mp + rows;
     const char *xp = static_cast<const char *>(x.const_data_ptr());
     const char *gp = static_cast<const char *>(g2.const_data_ptr());
