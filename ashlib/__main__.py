@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[ashlib] native kernels: {path}", flush=True)
         try:
             path = native.build_eager()
-        except RuntimeError as exc:  # optional: ASH then runs its Python route
+        except (RuntimeError, OSError) as exc:  # optional: ASH then runs its Python route
             print(f"[ashlib] no C++ fast path for ASH ({exc})", flush=True)
             return 0
         print(f"[ashlib] C++ fast path of ASH: {path}", flush=True)

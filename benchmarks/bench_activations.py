@@ -387,6 +387,7 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
     alone, an op pays only for its own allocation pattern."""
     times = {op: {sh: [] for sh in shapes} for op in ["silu"] + list(op_names)}
     faults = {op: {sh: [] for sh in shapes} for op in times}
+    routes = set()
     for _ in range(rounds):
         for op in times:
             argv = ["--alone", op, "--shapes", *shapes, "--dtypes", "float32", "--reps", str(reps),
@@ -394,25 +395,35 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
             for r in run_isolated(argv)["activations"]:
                 times[op][r["shape"]].append(r["fwdbwd_s"])
                 faults[op][r["shape"]].append(r["fwdbwd_faults"])
+                routes.add(r["ash_route"])
     out = []
     for op in op_names:
         for sh in shapes:
             t, ts = statistics.median(times[op][sh]), statistics.median(times["silu"][sh])
             out.append({"op": op, "shape": sh, "fwdbwd_s": t, "silu_fwdbwd_s": ts, "fwdbwd_vs_silu": t / ts,
                         "faults": statistics.mean(faults[op][sh]), "silu_faults": statistics.mean(faults["silu"][sh]),
-                        "rounds": rounds, "reps": reps})
+                        "rounds": rounds, "reps": reps, "ash_eager_route": "/".join(sorted(routes))})
     return out
+
+
+def _ash_route() -> str:
+    """Wait for ASH's C++ eager route if it is being built (a compiler running in the background
+    would slow every op timed meanwhile), and say which route plain eager ASH calls take."""
+    from ashlib.ops import native
+    return "cpp" if native.eager_ops(wait=True) and FU._fast_ready() else "python"
 
 
 def _run_alone(op: str, shapes: List[str], reps: int, out: str) -> dict:
     """--alone: one op, float32, forward+backward only, nothing else in the process."""
+    route = _ash_route()
     rows = []
     for sname in shapes:
         torch.manual_seed(0)
         x = torch.randn(SHAPES[sname])
         fns = ops("cpu", x.shape[1] if x.dim() >= 2 else 1, STAT_DIMS.get(sname), "compile" in op)
         t = time_ops({op: fns[op]}, x, reps, "cpu", set(), forward=False)
-        rows.append({"shape": sname, "op": op, "fwdbwd_s": t[op]["fwdbwd"], "fwdbwd_faults": t[op]["faults"]})
+        rows.append({"shape": sname, "op": op, "fwdbwd_s": t[op]["fwdbwd"], "fwdbwd_faults": t[op]["faults"],
+                     "ash_route": route})
     result = {"activations": rows}
     with open(out, "w") as fh:
         json.dump(result, fh)
@@ -480,13 +491,14 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     heap_kept = keep_heap() if args.tuned_allocator and args.device == "cpu" else False
+    ash_route = _ash_route() if args.device == "cpu" else None
     reps = args.reps or (7 if args.quick else 25)
     device = args.device
     meta = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(), "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "reps": reps,
-            "quick": args.quick, "heap_kept": heap_kept, "z": Z, "alpha": ALPHA, "k": K,
+            "quick": args.quick, "heap_kept": heap_kept, "ash_eager_route": ash_route, "z": Z, "alpha": ALPHA, "k": K,
             "timing": "wall clock, median over repeats, ops interleaved within each repeat"}
     rows = []
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, reps {reps}, "

@@ -88,6 +88,7 @@ def test_alone_ratios_time_each_op_in_its_own_process():
     assert r["fwdbwd_s"] > 0 and r["silu_fwdbwd_s"] > 0
     assert r["fwdbwd_vs_silu"] == pytest.approx(r["fwdbwd_s"] / r["silu_fwdbwd_s"])
     assert r["faults"] >= 0 and r["silu_faults"] >= 0
+    assert r["ash_eager_route"] in ("cpp", "python")  # one route in every process, and which one
 
 
 def test_ops_selection_by_whole_name_or_part():

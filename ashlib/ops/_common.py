@@ -24,6 +24,15 @@ def check_float_input(x: Tensor) -> None:
         raise ValueError(f"x has dtype {x.dtype}; a floating-point tensor is required")
 
 
+def plain_values(t: Tensor) -> Tensor:
+    """t with its values in memory, for kernels that read it through a pointer: a negative view
+    (``torch._neg_view``, which autograd may pass as a gradient) resolved, and an efficient zero
+    tensor (which has no memory) made real; t itself when it is neither."""
+    if t._is_zerotensor():
+        return torch.zeros(t.shape, dtype=t.dtype, device=t.device)
+    return t.resolve_neg() if t.is_neg() else t
+
+
 def half_to_float(dtype: torch.dtype) -> torch.dtype:
     """The dtype the fast kernels compute in: float32 for half precision, else the dtype itself."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
+import threading
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -175,6 +176,7 @@ def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
     while it is in cache, its output (into ``out``, a contiguous
     tensor of x2's shape, when given); ok is False when some sample fails the range check
     (y is then incomplete and the caller uses the reference)."""
+    x2 = C.plain_values(x2)
     rows, n = x2.shape
     # the small blocks before the large one (see _native_grads)
     if pair:
@@ -207,6 +209,7 @@ def _native_backward(lib, x2: Tensor, g2: Tensor, mp: int, sp: int, zf: float, A
     per-row mu and sigma (contiguous float64).
 
     No tensor is allocated besides gx: the totals come back in a small ctypes array per thread."""
+    x2, g2 = C.plain_values(x2), C.plain_values(g2)
     rows, n = x2.shape
     gx = torch.empty_like(x2) if need_x else None
     fn = lib.ash_backward_f32 if x2.dtype == torch.float32 else lib.ash_backward_bf16
@@ -567,7 +570,7 @@ _EPS_NATIVE_MIN = math.sqrt(torch.finfo(torch.float32).tiny)
 
 _FAST_DTYPES = (torch.float32, torch.bfloat16)
 _FALLBACK = "ashlib_eager: fallback"
-_fast_state = {"ready": False, "off": 0}
+_fast_state = {"ready": None, "off": 0}  # ready: the chunking threshold set in C++
 # what the C++ backward calls under create_graph=True (a Python kernel the dispatcher runs)
 _GRAPH_LIB = torch.library.Library("ashlib_eager", "FRAGMENT")
 _GRAPH_LIB.define("ash_grads_graph(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor? slope, float eps, "
@@ -586,18 +589,23 @@ def _ash_grads_graph(grad, x, z, alpha, slope, eps, keep, needs):
 _GRAPH_LIB.impl("ash_grads_graph", _ash_grads_graph, "CompositeImplicitAutograd")
 
 
+_fast_lock = threading.Lock()
+
+
 def _fast_ready() -> bool:
-    """Whether the C++ operator is loaded and has the kernels' addresses (see native.eager_ops)."""
-    if _fast_state["ready"]:
+    """Whether the C++ operator is loaded and has the kernels' addresses and the row-chunking
+    threshold (see native.eager_ops); set once, under a lock, again if the threshold changes."""
+    if _fast_state["ready"] == _native.PARALLEL_MIN_ELEMENTS:
         return True
     if not _native.eager_ops():
         return False
-    lib = _native.library()
-    addresses = [ctypes.cast(getattr(lib, f"ash_{kind}_{suf}"), ctypes.c_void_p).value
-                 for kind in ("forward", "backward") for suf in ("f32", "bf16")]
-    torch.ops.ashlib_eager.set_kernels(addresses, _CANCELLATION_RATIO, _EPS_NATIVE_MIN,
-                                       _native.PARALLEL_MIN_ELEMENTS)
-    _fast_state["ready"] = True
+    with _fast_lock:
+        lib = _native.library()
+        addresses = [ctypes.cast(getattr(lib, f"ash_{kind}_{suf}"), ctypes.c_void_p).value
+                     for kind in ("forward", "backward") for suf in ("f32", "bf16")]
+        pmin = _native.PARALLEL_MIN_ELEMENTS
+        torch.ops.ashlib_eager.set_kernels(addresses, _CANCELLATION_RATIO, _EPS_NATIVE_MIN, pmin)
+        _fast_state["ready"] = pmin
     return True
 
 
@@ -711,6 +719,7 @@ def _native_grads(plan, x: Tensor, grad: Tensor, mp: int, sp: int, needs) -> lis
     lib, zf, A, lf, z_meta, a_meta, l_meta = plan
     need_x, need_z, need_a, need_l = needs
     c = 1.0 if lf is None else 1.0 - lf
+    grad = C.plain_values(grad)
     g2 = grad if grad.dtype == x.dtype and grad.is_contiguous() else grad.to(x.dtype).contiguous()
     # the parameters' gradients are allocated before gx: small blocks placed after a large one
     # keep glibc from reusing its space, and the large blocks are then page-faulted in again

@@ -346,8 +346,8 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     if K > 1 and 1 < inner < _NATIVE_MIN_RUN:
         p = p.reshape(K, 1).expand(K, inner).reshape(-1)
         K, inner = K * inner, 1
-    p = p.contiguous()
-    xc = x.detach().contiguous()
+    p = C.plain_values(p).contiguous()
+    xc = C.plain_values(x.detach()).contiguous()
     n = xc.numel()
     name, suf = _NATIVE_NAMES[op], native.DTYPE_SUFFIX[x.dtype]
     # the small per-call buffers first, the large outputs after them: a small block placed
@@ -356,7 +356,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     chunks = native.row_chunks(n, 1)
     accs = torch.zeros(chunks, K, dtype=torch.float64) if need_a else None
     ga_out = torch.empty(a.shape, dtype=a.dtype) if need_a else None  # filled from accs at the end
-    gc = g.to(x.dtype).contiguous() if (need_x or need_a) else None
+    gc = C.plain_values(g).to(x.dtype).contiguous() if (need_x or need_a) else None
     y = torch.empty_like(xc) if need_y else None
     gx = torch.empty_like(xc) if need_x else None
     if need_x or need_a:

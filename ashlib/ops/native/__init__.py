@@ -142,30 +142,39 @@ def _cached_build(prefix: str, key: bytes, command: Callable[[str], list], error
         os.close(fd)
         cmd = command(tmp)
         try:
-            # a session of its own, so that stopping it stops the compiler proper (cc1, cc1plus) too
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    start_new_session=hasattr(os, "killpg"))
-            _running.add(proc)
+            with _running_lock:
+                if _exiting:
+                    raise RuntimeError("the process is exiting: no compiler is started")
+                # a session of its own, so that stopping it stops the compiler proper (cc1,
+                # cc1plus) too; the price: a process killed by a signal (no atexit) leaves its
+                # compiler to finish, into a temporary file that the next build removes
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=hasattr(os, "killpg"))
+                _running[proc] = os.getpid()
             try:
                 _, stderr = proc.communicate()
             except BaseException:  # (KeyboardInterrupt) the compiler does not outlive the build
                 _stop(proc)
                 raise
             finally:
-                _running.discard(proc)
+                with _running_lock:
+                    _running.pop(proc, None)
             if proc.returncode == 0:
                 os.replace(tmp, path)  # atomic: readers see no file or the whole file
                 return path
-            errors.append(f"{' '.join(cmd[:1] + [c for c in cmd[1:] if c.startswith('-') and not c.startswith(('-I', '-L'))])}: "
-                          f"{stderr.strip()[-2000:]}")
+            shown = [c for c in cmd[1:] if c.startswith("-") and not c.startswith(("-I", "-L", "-Wl")) and c != "-o"]
+            errors.append(f"{' '.join(cmd[:1] + shown)}: {stderr.strip()[-2000:]}")
             return None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
 
-#: compilers running in this process (stopped at exit: a background build must not outlive it)
-_running: set = set()
+#: compilers running -> the pid of the process that started them (stopped when that process
+#: exits: a background build must not outlive it; a forked child leaves its parent's alone)
+_running: dict = {}
+_running_lock = threading.Lock()
+_exiting = False
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -178,7 +187,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @atexit.register
 def _stop_compilers() -> None:
-    for proc in list(_running):
+    global _exiting
+    with _running_lock:  # no compiler starts after this
+        _exiting = True
+        mine = [proc for proc, pid in _running.items() if pid == os.getpid()]
+    for proc in mine:
         _stop(proc)
 
 
@@ -221,22 +234,22 @@ def library() -> Optional[ctypes.CDLL]:
     global _lib, _tried
     if _lib is not None or _tried:
         return _lib
-    with _lock:
+    with _lock:  # (_tried is set last: a thread arriving during the build waits here for its result)
         if _tried:
             return _lib
-        _tried = True
-        if os.environ.get("ASHLIB_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
-            return None
         try:
-            lib = ctypes.CDLL(build())
-            for name, (args, res, suffixes) in SIGNATURES.items():
-                for suf in suffixes:
-                    fn = getattr(lib, f"{name}_{suf}")
-                    fn.argtypes, fn.restype = args, res
-            _lib = lib
+            if os.environ.get("ASHLIB_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off"):
+                lib = ctypes.CDLL(build())
+                for name, (args, res, suffixes) in SIGNATURES.items():
+                    for suf in suffixes:
+                        fn = getattr(lib, f"{name}_{suf}")
+                        fn.argtypes, fn.restype = args, res
+                _lib = lib
         except (RuntimeError, OSError) as err:
             warnings.warn(f"ashlib: native CPU kernels unavailable, using the ATen implementation of the "
                           f"fused ASH ({err})", RuntimeWarning, stacklevel=3)
+        finally:
+            _tried = True
     return _lib
 
 
@@ -253,8 +266,12 @@ def build_eager(cxx: Optional[str] = None, cached_only: bool = False) -> Optiona
     """Compile ``ash_autograd.cpp`` against the installed torch (if not cached) and return the
     library's path. Keyed like :func:`build`, with torch's version in place of the CPU (the
     file holds no arithmetic: the kernels of :func:`build` are passed to it by address).
-    Raises ``RuntimeError`` with the compiler's message when compilation fails; with
-    ``cached_only``, returns None instead of compiling. Compiling takes about 15 seconds; ``python -m ashlib build-native`` (run by scripts/setup.sh) builds it at install time.
+    Raises ``RuntimeError`` with the compiler's message when compilation fails, and leaves a
+    ``.failed`` file in the cache so that later processes do not try again in the background;
+    an explicit call (``python -m ashlib build-native``, which scripts/setup.sh runs at install
+    time) tries again. With ``cached_only`` it compiles nothing: the path if cached, None if
+    not, ``RuntimeError`` if an earlier build failed. Compiling takes tens of seconds at most
+    (it includes PyTorch's headers).
     """
     cxx = cxx or os.environ.get("CXX") or "c++"
     if shutil.which(cxx) is None:
@@ -267,6 +284,14 @@ def build_eager(cxx: Optional[str] = None, cached_only: bool = False) -> Optiona
               "-I", os.path.join(inc, "torch", "csrc", "api", "include")]
     link = ["-L", lib, "-lc10", "-ltorch_cpu", "-ltorch", f"-Wl,-rpath,{lib}"]
     version = f"{torch.__version__} {torch.version.git_version}".encode() + _compiler_version(cxx).encode()
+    failed = os.path.join(_cache_dir(), "ashlib_eager-" + hashlib.sha256(
+        src + " ".join(common + link).encode() + version).hexdigest()[:20] + ".failed")
+    if os.path.exists(failed):
+        if cached_only:
+            raise RuntimeError(f"an earlier build failed (its messages: {failed}; `python -m ashlib build-native` "
+                               "tries again)")
+        with contextlib.suppress(OSError):
+            os.unlink(failed)
     errors = []
     for std in ("-std=c++20", "-std=c++17"):
         flags = common + [std]
@@ -276,6 +301,9 @@ def build_eager(cxx: Optional[str] = None, cached_only: bool = False) -> Optiona
             return path
     if cached_only:
         return None
+    with contextlib.suppress(OSError):
+        with open(failed, "w") as fh:
+            fh.write("\n".join(errors) + "\n")
     raise RuntimeError("compiling ashlib/ops/native/ash_autograd.cpp failed:\n" + "\n".join(errors))
 
 
@@ -290,14 +318,18 @@ def _load_eager(path: str) -> None:
     _eager_loaded = True
 
 
-def _build_and_load_eager() -> None:
+def _eager_unavailable(err) -> None:
     global _eager_failed
+    _eager_failed = True
+    warnings.warn(f"ashlib: the C++ fast path of ASH is unavailable ({err}); ASH runs its Python route (the "
+                  f"same kernels and results, more time per call)", RuntimeWarning, stacklevel=1)
+
+
+def _build_and_load_eager() -> None:
     try:
         _load_eager(build_eager())
     except (RuntimeError, OSError) as err:
-        _eager_failed = True
-        warnings.warn(f"ashlib: the C++ fast path of ASH is unavailable ({err}); ASH runs its Python route (the "
-                      f"same kernels and results, more time per call)", RuntimeWarning, stacklevel=2)
+        _eager_unavailable(err)
 
 
 def eager_ops(wait: bool = False) -> bool:
@@ -305,7 +337,7 @@ def eager_ops(wait: bool = False) -> bool:
 
     It needs the C kernels (:func:`library`) and a C++ compiler. When its library is not in the
     cache yet, the first call starts compiling it on a background thread and returns False, so
-    the first forward pass does not wait about 15 seconds: ASH runs its Python route (the same
+    the first forward pass does not wait for the compiler: ASH runs its Python route (the same
     kernels, the same results) until the library is loaded. ``wait=True`` waits for that build.
     ``ASHLIB_NATIVE=0`` or ``ASHLIB_EAGER_CPP=0`` in the environment turns the operator off."""
     global _eager_thread
@@ -316,10 +348,11 @@ def eager_ops(wait: bool = False) -> bool:
         return False
     with _lock:
         if not _eager_loaded and _eager_thread is None:
-            try:  # already in the cache: load it now
+            try:  # already in the cache (or known not to build): load it now, or give up now
                 path = build_eager(cached_only=True)
-            except RuntimeError:  # no C++ compiler
-                path = None
+            except (RuntimeError, OSError) as err:  # no C++ compiler, no source, an earlier failure
+                _eager_unavailable(err)
+                return False
             if path is not None:
                 try:
                     _load_eager(path)

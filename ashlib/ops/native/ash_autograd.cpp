@@ -84,7 +84,8 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
   static Tensor forward(AutogradContext *ctx, const Tensor &x, const Tensor &z, const Tensor &alpha,
                         const std::optional<Tensor> &slope, double eps, int64_t keep) {
     const bool f32 = x.scalar_type() == at::kFloat;
-    if (!x.device().is_cpu() || !(f32 || x.scalar_type() == at::kBFloat16) || x.is_neg() || x.is_conj())
+    if (!x.device().is_cpu() || x.layout() != at::kStrided || !(f32 || x.scalar_type() == at::kBFloat16) ||
+        x.is_neg() || x.is_conj() || x._is_zerotensor())
       fallback("input");
     if (!(eps >= K.eps_min) || !std::isfinite(eps)) fallback("eps");
     if (keep < 0 || keep >= x.dim()) fallback("dims");
@@ -133,7 +134,7 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     const bool leaky = ctx->saved_data["leaky"].toBool();
     const bool need_x = ctx->needs_input_grad(0), need_z = ctx->needs_input_grad(1),
                need_a = ctx->needs_input_grad(2), need_l = leaky && ctx->needs_input_grad(3);
-    const Tensor &grad = grads[0];
+    Tensor grad = grads[0];
     variable_list out(6);
     if (at::GradMode::is_enabled()) {  // create_graph=True: a differentiable backward, in Python
       static auto op = c10::Dispatcher::singleton()
@@ -149,6 +150,9 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
         if (needs[i]) out[i] = g[i];
       return out;
     }
+    // values in memory: a negative view resolved, a zero tensor (no memory) made real
+    if (grad._is_zerotensor()) grad = at::zeros(grad.sizes(), grad.options());
+    grad = grad.resolve_neg();
     const int64_t keep = ctx->saved_data["keep"].toInt();
     int64_t rows = 1, n = 1;
     for (int64_t d = 0; d < x.dim(); ++d) (d < keep ? rows : n) *= x.size(d);
