@@ -160,6 +160,38 @@ def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, 
             for k, d in res.items()}
 
 
+def call_costs(fns: Dict[str, Callable], shape=(8, 64), calls: int = 200, rounds: int = 11) -> Dict[str, dict]:
+    """Microseconds per call of each op on a small tensor (where the kernels take a microsecond
+    or two, so that this is the fixed cost of a call): forward without grad and forward+backward,
+    each timed as a block of ``calls`` back-to-back calls (no timer or fault counter inside the
+    block), the blocks interleaved over the ops, the median over ``rounds`` blocks."""
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    g = torch.randn(shape)
+    xg = x.detach().requires_grad_()
+
+    def fwd_block(f):
+        with torch.no_grad():
+            for _ in range(calls):
+                f(x)
+
+    def fwdbwd_block(f):
+        for _ in range(calls):
+            f(xg).backward(g)
+
+    res = {k: {"fwd": [], "fwdbwd": []} for k in fns}
+    for f in fns.values():  # warm-up
+        fwd_block(f)
+        fwdbwd_block(f)
+    for _ in range(rounds):
+        for k, f in fns.items():
+            for kind, block in (("fwd", fwd_block), ("fwdbwd", fwdbwd_block)):
+                t0 = time.perf_counter()
+                block(f)
+                res[k][kind].append((time.perf_counter() - t0) / calls * 1e6)
+    return {k: {kind: statistics.median(v) for kind, v in d.items()} for k, d in res.items()}
+
+
 def kernel_times(shape=(64, 64, 32, 32), reps: int = 15) -> List[dict]:
     """Nanoseconds per element of the native CPU kernels alone (float32, outputs preallocated,
     called through ctypes with no Python layer, no autograd and no allocation), next to ATen's

@@ -95,3 +95,12 @@ def test_ops_selection_by_whole_name_or_part():
     names = {"ash (fused)": 1, "leaky_ash (fused)": 1, "agumbel (fused)": 1, "agumbel (reference)": 1}
     assert [n for n in names if BA._selected(n, ["ash (fused)"], names)] == ["ash (fused)"]
     assert [n for n in names if BA._selected(n, ["agumbel"], names)] == ["agumbel (fused)", "agumbel (reference)"]
+
+
+def test_call_costs_per_call_and_kind():
+    import torch
+    calls = []
+    costs = BA.call_costs({"count": lambda t: (calls.append(1), t * 2)[1], "relu": torch.relu}, calls=5, rounds=3)
+    assert set(costs) == {"count", "relu"} and set(costs["relu"]) == {"fwd", "fwdbwd"}
+    assert all(v > 0 for d in costs.values() for v in d.values())
+    assert len(calls) == 5 * 2 * (1 + 3)  # a warm-up block and three rounds, forward and forward+backward
