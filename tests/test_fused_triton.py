@@ -341,3 +341,23 @@ def test_triton_path_near_the_float32_limit(kind, monkeypatch):
         assert _rel(y, yr) <= 1e-5, (z, a)
         finite = torch.isfinite(gr)
         assert _rel(gx[finite], gr[finite]) <= 1e-5, (z, a)
+
+
+def test_triton_path_reads_negative_views_as_values():
+    """The Triton kernels read x, alpha, the slope and the gradient by pointer: negative views
+    (which autograd may pass as a gradient) must count as their values."""
+    x = torch.randn(4, 40, generator=torch.Generator().manual_seed(21))
+    g = torch.randn(4, 40, generator=torch.Generator().manual_seed(22))
+    a = torch.tensor(-1.3)  # its negative view is the valid alpha 1.3
+    res = []
+    for neg in (False, True):
+        xx = (-x).requires_grad_() if not neg else x.clone().requires_grad_()
+        zt = torch.tensor(0.2, requires_grad=True)
+        xin = xx if not neg else torch._neg_view(xx)
+        alpha = -a if not neg else torch._neg_view(a)
+        slope = torch.tensor(0.05) if not neg else torch._neg_view(torch.tensor(-0.05))
+        y = FU.leaky_ash(xin, zt, alpha, slope, backend="triton")
+        gx, gz = torch.autograd.grad(y, (xx, zt), -g if not neg else torch._neg_view(g))
+        res.append((y.detach(), gx if not neg else -gx, gz))
+    for p, q in zip(*res):
+        assert torch.equal(p, q)

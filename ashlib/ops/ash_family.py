@@ -403,11 +403,12 @@ def _ash_forward(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], e
         _check_params_on_device(z, alpha, slope)
         if rows == 0 or n == 0:
             return _empty_forward(x) + (no,)
-        x = x.contiguous()
+        x = C.plain_values(x).contiguous()  # (the kernels read x, alpha and the slope by pointer)
         if eps >= math.sqrt(torch.finfo(torch.float32).tiny):  # (eps is a Python float)
             mu, sigma, _ = _statistics(x, eps, chunk_elements, two_pass=True)
             from . import triton_ash
-            y = triton_ash.ash_forward(x, mu + z.reshape(()).to(torch.float64) * sigma, alpha, slope)
+            y = triton_ash.ash_forward(x, mu + z.reshape(()).to(torch.float64) * sigma, C.plain_values(alpha),
+                                       None if slope is None else C.plain_values(slope))
             return y, mu, sigma, no
     else:
         zf, af, lf = _read_params(z, alpha, slope)
@@ -475,7 +476,9 @@ def _ash_grads(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: Optiona
     f64 = torch.float64
     if backend == "triton" and not exact:
         from . import triton_ash
-        gx, R1, R2, Rl = triton_ash.ash_backward(x.contiguous(), grad.to(x.dtype).contiguous(), mu, sigma, z, alpha,
+        alpha, slope = C.plain_values(alpha), None if slope is None else C.plain_values(slope)
+        gx, R1, R2, Rl = triton_ash.ash_backward(C.plain_values(x).contiguous(),
+                                                 C.plain_values(grad).to(x.dtype).contiguous(), mu, sigma, z, alpha,
                                                  slope, need_x, need_a, need_l)
         # the parameters stay on the device: A = 2 alpha and c = 1 - slope as tensors
         A = 2.0 * alpha.reshape(()).to(f64)
