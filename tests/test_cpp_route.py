@@ -418,3 +418,30 @@ def test_a_failed_build_is_remembered_until_build_native_tries_again(tmp_path):
                          timeout=600)
     assert cli.returncode == 0 and "no C++ fast path" in cli.stdout  # optional: not an error
     assert log.read_text().count("build") == 4  # the explicit build tried again
+
+
+def test_a_library_in_the_cache_wins_over_a_remembered_failure(tmp_path, monkeypatch):
+    """Another process (a DDP rank) may build the library after this one recorded a failure; and
+    a compiler killed by a signal is not recorded as a failure of the source."""
+    real = native.build_eager()
+    monkeypatch.setenv("ASHLIB_CACHE_DIR", str(tmp_path))
+    failing = tmp_path / "cxx"  # reports the real compiler's version, so the cache key is the same
+    failing.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then exec c++ \"$@\"; fi\nexit 1\n")
+    failing.chmod(0o755)
+    with pytest.raises(RuntimeError, match="failed"):
+        native.build_eager(cxx=str(failing))
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".failed")]
+    with pytest.raises(RuntimeError, match="earlier build failed"):
+        native.build_eager(cxx=str(failing), cached_only=True)
+    (tmp_path / os.path.basename(real)).write_bytes(open(real, "rb").read())
+    assert native.build_eager(cxx=str(failing), cached_only=True) == str(tmp_path / os.path.basename(real))
+    os.unlink(tmp_path / os.path.basename(real))
+    for f in os.listdir(tmp_path):
+        if f.endswith(".failed"):
+            os.unlink(tmp_path / f)
+    killed = tmp_path / "cxx-killed"  # a compiler that dies by a signal
+    killed.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then exec c++ \"$@\"; fi\nkill -9 $$\n")
+    killed.chmod(0o755)
+    with pytest.raises(RuntimeError, match="killed by signal"):
+        native.build_eager(cxx=str(killed))
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".failed")]

@@ -432,7 +432,7 @@ def _check_positive_tensor(a: Tensor) -> None:
     if a.device.type != "cpu":
         return
     if not bool(torch.all((a > 0) & torch.isfinite(a))):
-        shown = a.detach().flatten()[:8].tolist()
+        shown = C.plain_values(a.detach()).flatten()[:8].tolist()
         raise C.range_error("alpha", shown if a.numel() > 1 else shown[0], "finite and > 0")
 
 

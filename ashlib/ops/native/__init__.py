@@ -162,6 +162,8 @@ def _cached_build(prefix: str, key: bytes, command: Callable[[str], list], error
             if proc.returncode == 0:
                 os.replace(tmp, path)  # atomic: readers see no file or the whole file
                 return path
+            if proc.returncode < 0:  # killed (at exit, by the OOM killer): not a verdict on the source
+                raise RuntimeError(f"the compiler was killed by signal {-proc.returncode}")
             shown = [c for c in cmd[1:] if c.startswith("-") and not c.startswith(("-I", "-L", "-Wl")) and c != "-o"]
             errors.append(f"{' '.join(cmd[:1] + shown)}: {stderr.strip()[-2000:]}")
             return None
@@ -286,21 +288,31 @@ def build_eager(cxx: Optional[str] = None, cached_only: bool = False) -> Optiona
     version = f"{torch.__version__} {torch.version.git_version}".encode() + _compiler_version(cxx).encode()
     failed = os.path.join(_cache_dir(), "ashlib_eager-" + hashlib.sha256(
         src + " ".join(common + link).encode() + version).hexdigest()[:20] + ".failed")
+    attempts = [(common + [std]) for std in ("-std=c++20", "-std=c++17")]
+
+    def build_one(flags, only_cached):
+        return _cached_build("ashlib_eager", src + " ".join(flags + link).encode() + version,
+                             lambda out: [cxx, *flags, EAGER_SOURCE, "-o", out, *link], errors, only_cached)
+
+    errors: list = []
+    for flags in attempts:  # a library in the cache wins over a remembered failure
+        path = build_one(flags, True)
+        if path:
+            return path
     if os.path.exists(failed):
         if cached_only:
             raise RuntimeError(f"an earlier build failed (its messages: {failed}; `python -m ashlib build-native` "
                                "tries again)")
         with contextlib.suppress(OSError):
             os.unlink(failed)
-    errors = []
-    for std in ("-std=c++20", "-std=c++17"):
-        flags = common + [std]
-        path = _cached_build("ashlib_eager", src + " ".join(flags + link).encode() + version,
-                             lambda out, fl=flags: [cxx, *fl, EAGER_SOURCE, "-o", out, *link], errors, cached_only)
-        if path:
-            return path
     if cached_only:
         return None
+    for flags in attempts:
+        path = build_one(flags, False)
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(failed)  # (another process may have recorded a failure meanwhile)
+            return path
     with contextlib.suppress(OSError):
         with open(failed, "w") as fh:
             fh.write("\n".join(errors) + "\n")
@@ -387,8 +399,9 @@ def available() -> bool:
 def _forget_pool() -> None:
     """In a forked child the pool's threads (and a background build's thread) do not exist:
     start new ones when needed."""
-    global _pool, _pool_size, _eager_thread
+    global _pool, _pool_size, _eager_thread, _running_lock
     _pool, _pool_size = None, 0
+    _running_lock = threading.Lock()  # (the parent's may have been held by another thread at the fork)
     if not _eager_loaded:
         _eager_thread = None
 
