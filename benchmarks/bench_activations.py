@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import ashlib  # noqa: E402
 import ashlib.functional as AF  # noqa: E402
-from ashlib.experiments.ash_cost import ash_formula  # noqa: E402  (the one-line formula, timed there too)
+from ashlib.experiments.ash_cost import ash_formula, interleaved_medians  # noqa: E402  (the formula is timed there too)
 from ashlib.ops import ash_family as FU  # noqa: E402
 
 SHAPES = {"small 32x256": (32, 256), "mlp 256x1000": (256, 1000), "conv 64x64x32x32": (64, 64, 32, 32), "conv 128x256x8x8": (128, 256, 8, 8),
@@ -179,17 +179,7 @@ def call_costs(fns: Dict[str, Callable], shape=(8, 64), calls: int = 200, rounds
         for _ in range(calls):
             f(xg).backward(g)
 
-    res = {k: {"fwd": [], "fwdbwd": []} for k in fns}
-    for f in fns.values():  # warm-up
-        fwd_block(f)
-        fwdbwd_block(f)
-    for _ in range(rounds):
-        for k, f in fns.items():
-            for kind, block in (("fwd", fwd_block), ("fwdbwd", fwdbwd_block)):
-                t0 = time.perf_counter()
-                block(f)
-                res[k][kind].append((time.perf_counter() - t0) / calls * 1e6)
-    return {k: {kind: statistics.median(v) for kind, v in d.items()} for k, d in res.items()}
+    return interleaved_medians(fns, {"fwd": fwd_block, "fwdbwd": fwdbwd_block}, rounds, scale=1e6 / calls)
 
 
 def kernel_times(shape=(64, 64, 32, 32), reps: int = 15) -> List[dict]:

@@ -111,13 +111,30 @@ class AshCostConfig:
         return out
 
 
+def interleaved_medians(fns: dict[str, Callable], steps: dict[str, Callable[[Callable], None]], repeats: int,
+                        scale: float = 1.0) -> dict[str, dict[str, float]]:
+    """For each function and each step (``step(f)`` runs f once or a block of times): the median
+    over ``repeats`` of the step's wall time times ``scale``, after one warm-up of every pair; the
+    functions and steps interleaved within each repeat, so that drift in the machine's speed
+    reaches all of them alike."""
+    runs: dict[str, dict[str, list[float]]] = {k: {s: [] for s in steps} for k in fns}
+    for f in fns.values():  # warm-up (kernel build, caches)
+        for step in steps.values():
+            step(f)
+    for _ in range(repeats):
+        for name, f in fns.items():
+            for s, step in steps.items():
+                t0 = time.perf_counter()
+                step(f)
+                runs[name][s].append((time.perf_counter() - t0) * scale)
+    return {k: {s: statistics.median(v) for s, v in d.items()} for k, d in runs.items()}
+
+
 def time_candidates(x: Tensor, repeats: int) -> dict[str, dict[str, float]]:
     """Median seconds of each candidate on ``x``, forward (no grad) and forward + backward, interleaved."""
     if repeats < 3:
         raise ValueError(f"repeats={repeats}; must be >= 3")
-    fns = candidates()
     g = torch.randn_like(x)
-    runs: dict[str, dict[str, list[float]]] = {k: {"forward": [], "forward+backward": []} for k in fns}
 
     def fwd(f: Callable) -> None:
         with torch.no_grad():
@@ -127,16 +144,7 @@ def time_candidates(x: Tensor, repeats: int) -> dict[str, dict[str, float]]:
         xx = x.detach().requires_grad_()
         f(xx).backward(g)
 
-    for f in fns.values():  # warm-up (kernel build, caches)
-        fwd(f)
-        fwdbwd(f)
-    for _ in range(repeats):
-        for name, f in fns.items():
-            for mode, call in (("forward", fwd), ("forward+backward", fwdbwd)):
-                t0 = time.perf_counter()
-                call(f)
-                runs[name][mode].append(time.perf_counter() - t0)
-    return {k: {m: statistics.median(v) for m, v in modes.items()} for k, modes in runs.items()}
+    return interleaved_medians(candidates(), {"forward": fwd, "forward+backward": fwdbwd}, repeats)
 
 
 class AshCostResult(ExperimentResult):
