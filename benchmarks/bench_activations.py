@@ -216,15 +216,8 @@ def kernel_times(shape=(64, 64, 32, 32), reps: int = 15) -> List[dict]:
             getattr(lib, f"{name}_fwd_f32"))
         calls[(op, "backward")] = (lambda fn: lambda: fn(0, x.numel(), inner, K, xp, gp, gxp, p.data_ptr(),
                                                          acc.data_ptr()))(getattr(lib, f"{name}_bwd_f32"))
-    times = {k: [] for k in calls}
-    for f in calls.values():
-        f()
-    for _ in range(reps):  # interleaved, like time_ops
-        for k, f in calls.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    ns = {k: statistics.median(v) * 1e9 / x.numel() for k, v in times.items()}
+    ns = {k: v["call"] for k, v in interleaved_medians(calls, {"call": lambda f: f()}, reps,
+                                                         scale=1e9 / x.numel()).items()}
     out = []
     for op in dict.fromkeys(k[0] for k in calls):
         fw, bw = ns[(op, "forward")], ns[(op, "backward")]

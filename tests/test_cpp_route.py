@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # skipped only where the route cannot exist; where a C++ compiler is found, a build that fails
 # is an error (test_the_cpp_route_is_built_where_a_compiler_is_found), not a reason to skip
 _CAN_BUILD = (shutil.which(os.environ.get("CXX") or "c++") is not None and native.library() is not None
-              and os.environ.get("ASHLIB_EAGER_CPP", "1").strip().lower() not in ("0", "false", "no", "off"))
+              and not native._env_off("ASHLIB_EAGER_CPP"))
 pytestmark = pytest.mark.skipif(not _CAN_BUILD, reason="no C++ compiler or no native kernels here")
 
 

@@ -113,6 +113,9 @@ def is_dense(x: Tensor) -> bool:
 
 # --- operator registration ------------------------------------------------------------------------
 
+#: devices whose tensors the eager routes take (meta tensors go to the operators' fake kernels)
+EAGER_DEVICES = ("cpu", "cuda")
+
 #: Tensor types a plain eager call may hold (a Parameter is a Tensor to the dispatcher).
 _PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 

@@ -190,8 +190,6 @@ def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
     fn = lib.ash_forward_f32 if x2.dtype == torch.float32 else lib.ash_forward_bf16
     xp, yp = x2.data_ptr(), y.data_ptr()
     ell = 0.0 if lf is None else lf
-    if _native.row_chunks(rows, n) == 1:  # one call on this thread (small tensors, one thread)
-        return y, stats, bool(fn(rows, n, xp, yp, eps, zf, _CANCELLATION_RATIO, A, ell, mp, sp))
     row = n * x2.element_size()
     ok = _native.parallel_rows(rows, n, lambda r0, r1: fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf,
                                                           _CANCELLATION_RATIO, A, ell, mp + 8 * r0, sp + 8 * r0))
@@ -218,11 +216,6 @@ def _native_backward(lib, x2: Tensor, g2: Tensor, mp: int, sp: int, zf: float, A
     gxp = gx.data_ptr() if need_x else None
     ell = 0.0 if lf is None else lf
     want_l = int(need_l and lf is not None)
-    if _native.row_chunks(rows, n) == 1:  # one call on this thread
-        tot = _Totals()
-        if fn(rows, n, xp, gp, gxp, mp, sp, zf, A, ell, want_l, tot):
-            raise MemoryError("ashlib.native: could not allocate a row buffer for the ASH backward")
-        return gx, tot[0], tot[1], tot[2]
 
     def call(r0, r1):
         tot = _Totals()
@@ -233,7 +226,7 @@ def _native_backward(lib, x2: Tensor, g2: Tensor, mp: int, sp: int, zf: float, A
     parts = _native.parallel_rows(rows, n, call)
     if any(code for code, _ in parts):
         raise MemoryError("ashlib.native: could not allocate a row buffer for the ASH backward")
-    totals = [sum(tot[i] for _, tot in parts) for i in range(3)]
+    totals = [sum((tot[i] for _, tot in parts), 0.0) for i in range(3)]  # in chunk order, from +0.0 as in C++
     return gx, totals[0], totals[1], totals[2]
 
 
@@ -363,6 +356,11 @@ def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float
 # see only the operator and its fake (shape) implementation.
 
 
+#: the smallest eps the fast kernels (native, Triton, the C++ route) take: below it the float32
+#: variance could underflow, and the exact float64 path runs
+_EPS_FAST_MIN = math.sqrt(torch.finfo(torch.float32).tiny)
+
+
 def _read_params(z: Tensor, alpha: Tensor, slope: Optional[Tensor]) -> Tuple[float, float, Optional[float]]:
     """The one-element parameters as floats (read inside the kernel), checked."""
     zf, af = float(z), float(alpha)
@@ -404,7 +402,7 @@ def _ash_forward(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], e
         if rows == 0 or n == 0:
             return _empty_forward(x) + (no,)
         x = C.plain_values(x).contiguous()  # (the kernels read x, alpha and the slope by pointer)
-        if eps >= math.sqrt(torch.finfo(torch.float32).tiny):  # (eps is a Python float)
+        if eps >= _EPS_FAST_MIN:  # (eps is a Python float)
             mu, sigma, _ = _statistics(x, eps, chunk_elements, two_pass=True)
             from . import triton_ash
             y = triton_ash.ash_forward(x, mu + z.reshape(()).to(torch.float64) * sigma, C.plain_values(alpha),
@@ -417,7 +415,7 @@ def _ash_forward(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], e
         A = 2.0 * af
         if backend == "native":
             x = x.contiguous()
-            if eps >= math.sqrt(torch.finfo(torch.float32).tiny):
+            if eps >= _EPS_FAST_MIN:
                 y, stats, ok = _native_forward(_native_lib(x), x, eps, zf, A, lf, pair=True)
                 if ok:
                     return y, stats[0], stats[1], no
@@ -531,6 +529,14 @@ def differentiable_grads(fn, grad: Tensor, inputs: Tuple[Optional[Tensor], ...],
     return out
 
 
+def _reference_grads(grad: Tensor, x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor],
+                     dims: Tuple[int, ...], eps: float, needs) -> List[Optional[Tensor]]:
+    """Every route's backward under ``create_graph=True``: :func:`differentiable_grads` of the
+    reference ASH (statistics over ``dims`` of x as given, so that the graph reaches x itself)."""
+    return differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, dims, eps), grad,
+                                (x, z, alpha, slope), needs)
+
+
 def _ash_setup(ctx, inputs, output) -> None:
     x, z, alpha, slope, eps, backend, chunk_elements = inputs
     _, mu, sigma, exact = output
@@ -544,9 +550,7 @@ def _ash_backward(ctx, grad, _gmu, _gsigma, _gexact):
     needs = list(ctx.needs_input_grad[:4])
     needs[3] = needs[3] and slope is not None
     if torch.is_grad_enabled():  # a gradient of this gradient will be taken
-        eps = ctx.eps
-        grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, (1,), eps), grad,
-                                     (x, z, alpha, slope), needs)
+        grads = _reference_grads(grad, x, z, alpha, slope, (1,), ctx.eps, needs)
     else:
         grads = list(torch.ops.ashlib.ash_backward(grad, x, z, alpha, slope, mu, sigma, exact, ctx.eps, needs,
                                                    ctx.backend, ctx.chunk_elements))
@@ -562,14 +566,11 @@ C.define_op("ash_backward(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor?
             "-> (Tensor, Tensor, Tensor, Tensor)" % DEFAULT_CHUNK_ELEMENTS, _ash_backward_op, _ash_backward_fake)
 
 
-_EPS_NATIVE_MIN = math.sqrt(torch.finfo(torch.float32).tiny)
-
-
 # --- the C++ route: torch.ops.ashlib_eager.ash (native/ash_autograd.cpp) ------------------------
 # _EagerASH's work in C++ around the same kernels, for the common case (contiguous CPU float32 or
 # bfloat16 x, statistics over its trailing dims; channels_last maps with per-sample statistics);
-# it throws NotImplementedError("ashlib_eager:
-# fallback ...") for anything else, before any output exists, and _ash_call then runs _EagerASH.
+# for anything else it throws NotImplementedError("ashlib_eager: fallback ...") before any output
+# exists, and _ash_call then runs _EagerASH.
 
 _FAST_DTYPES = (torch.float32, torch.bfloat16)
 _FALLBACK = "ashlib_eager: fallback"
@@ -581,11 +582,9 @@ _GRAPH_LIB.define("ash_grads_graph(Tensor grad, Tensor x, Tensor z, Tensor alpha
 
 
 def _ash_grads_graph(grad, x, z, alpha, slope, eps, keep, needs):
-    """The C++ route's backward under ``create_graph=True``: :func:`differentiable_grads` of the
-    reference formulas, statistics over x's dims from ``keep`` on (empty tensors where not needed)."""
-    dims = tuple(range(keep, x.dim()))
-    grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, dims, eps), grad,
-                                 (x, z, alpha, slope), list(needs))
+    """The C++ route's backward under ``create_graph=True`` (:func:`_reference_grads`, statistics
+    over x's dims from ``keep`` on; empty tensors where not needed)."""
+    grads = _reference_grads(grad, x, z, alpha, slope, tuple(range(keep, x.dim())), eps, list(needs))
     return [grad.new_empty(0) if g is None else g for g in grads]
 
 
@@ -607,7 +606,7 @@ def _fast_ready() -> bool:
         addresses = [ctypes.cast(getattr(lib, f"ash_{kind}_{suf}"), ctypes.c_void_p).value
                      for kind in ("forward", "backward") for suf in ("f32", "bf16")]
         pmin = _native.PARALLEL_MIN_ELEMENTS
-        torch.ops.ashlib_eager.set_kernels(addresses, _CANCELLATION_RATIO, _EPS_NATIVE_MIN, pmin)
+        torch.ops.ashlib_eager.set_kernels(addresses, _CANCELLATION_RATIO, _EPS_FAST_MIN, pmin)
         _fast_state["ready"] = pmin
     return True
 
@@ -641,8 +640,7 @@ def _fast_ash(x: Tensor, p: list, eps: float, dims: Tuple[int, ...], backend: Op
         if str(err).startswith(_FALLBACK):
             return None
         raise
-#: devices whose tensors the eager Functions take (meta tensors go to the operators' fake kernels)
-_EAGER_DEVICES = ("cpu", "cuda")
+
 
 
 class _EagerASH(torch.autograd.Function):
@@ -665,7 +663,7 @@ class _EagerASH(torch.autograd.Function):
         ctx.eps, ctx.backend, ctx.chunk_elements = eps, backend, chunk_elements
         x = view.to_rows(x_in)
         lib = _native.library_for(x) if backend is None or backend == "native" else None
-        if lib is not None and eps >= _EPS_NATIVE_MIN and view.n > 0 and view.rows > 0 and math.isfinite(eps):
+        if lib is not None and eps >= _EPS_FAST_MIN and view.n > 0 and view.rows > 0 and math.isfinite(eps):
             zf, af, lf = _read_params(z, alpha, slope)
             x = x.contiguous()
             y, y2 = view.new_output()
@@ -688,11 +686,8 @@ class _EagerASH(torch.autograd.Function):
         x_in, mu, sigma, z, alpha, slope = ctx.saved_tensors  # (native: mu holds both statistics)
         needs = list(ctx.needs_input_grad[:4])
         needs[3] = needs[3] and slope is not None
-        if torch.is_grad_enabled():  # a gradient of this gradient will be taken: autograd of the
-            # reference formulas on the input as given, so that the graph reaches x itself
-            eps, dims = ctx.eps, ctx.dims
-            grads = differentiable_grads(lambda xx, zz, aa, ll: R.ash(xx, zz, aa, ll, dims, eps), grad,
-                                         (x_in, z, alpha, slope), needs)
+        if torch.is_grad_enabled():  # a gradient of this gradient will be taken
+            grads = _reference_grads(grad, x_in, z, alpha, slope, ctx.dims, ctx.eps, needs)
             return grads[0], grads[1], grads[2], grads[3], None, None, None, None
         view = ctx.view
         x = view.to_rows(x_in).contiguous()
@@ -896,7 +891,7 @@ def _ash_call(x, z, alpha, slope, dim, eps, chunk_elements, backend) -> Tensor:
         if v is not None and v.numel() != 1:
             raise ValueError(f"{name} has {v.numel()} elements: the operator takes one value "
                              "(ashlib.functional.ash accepts tensors broadcastable to x)")
-    if x.device.type in _EAGER_DEVICES and C.plain_eager(x, *p):
+    if x.device.type in C.EAGER_DEVICES and C.plain_eager(x, *p):
         y = _fast_ash(x, p, float(eps), dims, backend)
         if y is not None:
             return y

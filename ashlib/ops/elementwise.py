@@ -542,7 +542,7 @@ def dense_view(x: Tensor, p: Tensor):
 def call(name: str, x: Tensor, param: Tensor) -> Tensor:
     """Run ``torch.ops.ashlib.<name>`` on x in its memory format."""
     xp, pp, inv = dense_view(x, param)
-    if x.device.type in ("cpu", "cuda") and C.plain_eager(x, param):
+    if x.device.type in C.EAGER_DEVICES and C.plain_eager(x, param):
         y = _EAGER[name].apply(xp, pp)
     else:
         y = getattr(torch.ops.ashlib, name)(xp, pp)

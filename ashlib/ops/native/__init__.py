@@ -33,7 +33,8 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["library", "library_for", "available", "build", "build_eager", "eager_ops", "parallel_rows", "row_chunks", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
+__all__ = ["library", "library_for", "available", "build", "build_eager", "eager_ops", "parallel_rows",
+           "row_chunks", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".c"))
@@ -70,6 +71,11 @@ SIGNATURES = {
     "ew_expm1": ([_i64, _p, _p], None, ("f32",)),
     "ew_log1p": ([_i64, _p, _p], None, ("f32",)),
 }
+
+
+def _env_off(name: str) -> bool:
+    """Whether the environment switches ``name`` off (0, false, no, off)."""
+    return os.environ.get(name, "1").strip().lower() in ("0", "false", "no", "off")
 
 
 def _cache_dir() -> str:
@@ -240,7 +246,7 @@ def library() -> Optional[ctypes.CDLL]:
         if _tried:
             return _lib
         try:
-            if os.environ.get("ASHLIB_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off"):
+            if not _env_off("ASHLIB_NATIVE"):
                 lib = ctypes.CDLL(build())
                 for name, (args, res, suffixes) in SIGNATURES.items():
                     for suf in suffixes:
@@ -355,8 +361,7 @@ def eager_ops(wait: bool = False) -> bool:
     global _eager_thread
     if _eager_loaded:
         return True
-    if _eager_failed or library() is None or os.environ.get("ASHLIB_EAGER_CPP", "1").strip().lower() in (
-            "0", "false", "no", "off"):
+    if _eager_failed or library() is None or _env_off("ASHLIB_EAGER_CPP"):
         return False
     with _lock:
         if not _eager_loaded and _eager_thread is None:

@@ -44,7 +44,7 @@ struct Kernels {
   fwd_fn fwd_f32 = nullptr, fwd_bf16 = nullptr;
   bwd_fn bwd_f32 = nullptr, bwd_bf16 = nullptr;
   double ratio = 8.0;            // _CANCELLATION_RATIO
-  double eps_min = 0.0;          // _EPS_NATIVE_MIN
+  double eps_min = 0.0;          // _EPS_FAST_MIN
   int64_t parallel_min = 1 << 19;  // native.PARALLEL_MIN_ELEMENTS
 };
 Kernels K;  // set once by set_kernels, before the first call of ash
