@@ -359,3 +359,42 @@ def test_topk_kthvalue_keeps_the_top_fraction():
         assert torch.equal(y, ref)  # continuous random values: no ties, the same elements kept
         kept = (y != 0).flatten(1).float().mean(1)
         assert torch.allclose(kept, torch.full_like(kept, round(k * 300) / 300))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_aten_statistics_match_exact_sums_and_leave_the_input_alone(dtype):
+    """The ATen path's statistics widen each chunk into one reused float64 buffer; with a mean far
+    above the spread (the centred second pass runs) and one row per chunk, mu and sigma still
+    match sums done exactly (math.fsum over the values as stored), and x is not modified (a
+    float64 x is read in place on the first pass, so the second pass must copy it first)."""
+    import math
+    torch.manual_seed(3)
+    x = (torch.randn(4, 1003, dtype=torch.float64) * 0.25 + 3000.0).to(dtype)
+    before = x.clone()
+    mu, sigma, norm = FU._statistics(x, 1e-5, chunk_elements=1000)
+    assert torch.equal(x, before)
+    for r in range(x.shape[0]):
+        vals = [float(v) for v in x[r].double()]
+        m = math.fsum(vals) / len(vals)
+        var = math.fsum((v - m) ** 2 for v in vals) / len(vals)
+        assert abs(mu[r, 0].item() - m) <= 1e-12 * abs(m)
+        assert abs(sigma[r, 0].item() - math.sqrt(var + 1e-5)) <= 1e-9 * math.sqrt(var)
+        assert norm[r, 0].item() >= max(abs(v) for v in vals)
+
+
+def test_aten_row_sums_are_float64_accurate():
+    """_row_sums64 adds strided groups of 16 in float32 and the group sums in float64 (a tail
+    that is not a multiple of 16 included): within a few float32 roundings of each group, far
+    better than a float32 sum of the whole row, against math.fsum."""
+    import math
+    torch.manual_seed(4)
+    w = torch.randn(3, 4099) * 10.0 + 1.0
+    got = FU._row_sums64(w)
+    assert got.dtype == torch.float64 and got.shape == (3, 1)
+    for r in range(3):
+        vals = [float(v) for v in w[r]]
+        exact = math.fsum(vals)
+        scale = math.fsum(abs(v) for v in vals)
+        # each group: at most 15 float32 additions, each off by at most 2^-24 of a partial sum
+        assert abs(got[r, 0].item() - exact) <= 16 * 2.0 ** -24 * scale
+    assert torch.equal(FU._row_sums64(w.double()), w.double().sum(1, keepdim=True))

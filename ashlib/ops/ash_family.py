@@ -99,8 +99,9 @@ def _statistics(x2: Tensor, eps: float, chunk_elements: int, two_pass: bool = Fa
     n = x2.shape[1]
     s1 = torch.empty(x2.shape[0], 1, dtype=torch.float64, device=x2.device)
     nrm = torch.empty_like(s1)
+    wide = _Widener(x2, chunk_elements)
     for r0, r1 in _chunks(x2.shape[0], n, chunk_elements):
-        xd = x2[r0:r1].to(torch.float64)
+        xd = wide(r0, r1)
         torch.sum(xd, dim=1, keepdim=True, out=s1[r0:r1])
         torch.linalg.vector_norm(xd, dim=1, keepdim=True, out=nrm[r0:r1])
     mu = s1 / n
@@ -108,10 +109,31 @@ def _statistics(x2: Tensor, eps: float, chunk_elements: int, two_pass: bool = Fa
     if two_pass or bool(torch.any(mu * mu > _CANCELLATION_RATIO * var)):
         # E[x^2] - mu^2 lost too many digits: recompute the variance from x - mu
         for r0, r1 in _chunks(x2.shape[0], n, chunk_elements):
-            d = x2[r0:r1].to(torch.float64) - mu[r0:r1]
+            d = wide(r0, r1, copy=True).sub_(mu[r0:r1])
             var[r0:r1] = torch.linalg.vector_norm(d, dim=1, keepdim=True) ** 2 / n
     sigma = torch.sqrt(var + eps)
     return mu, sigma, nrm
+
+
+class _Widener:
+    """Chunks of rows of a 2-D tensor as float64, converted into one buffer that every chunk
+    reuses: a fresh float64 copy per chunk is an allocation of a few MB, which glibc serves by
+    mmap and the kernel by a page fault per 4 kB, on every chunk of every call."""
+
+    def __init__(self, x2: Tensor, chunk_elements: int):
+        self.x2, self.buf = x2, None
+        self.step = max(1, chunk_elements // max(1, x2.shape[1]))
+
+    def __call__(self, r0: int, r1: int, copy: bool = False) -> Tensor:
+        """Rows r0:r1 as float64 (x2's own rows when it is float64 and ``copy`` is False; the
+        buffer is overwritten by the next call)."""
+        part = self.x2[r0:r1]
+        if part.dtype == torch.float64 and not copy:
+            return part
+        if self.buf is None:
+            self.buf = torch.empty(min(self.step, self.x2.shape[0]), self.x2.shape[1], dtype=torch.float64,
+                                   device=self.x2.device)
+        return self.buf[: r1 - r0].copy_(part)
 
 
 def _range_ok(x2: Tensor, mu: Tensor, sigma: Tensor, norm: Tensor, z: float, a: float, eps: float) -> bool:
@@ -282,15 +304,17 @@ _SUM_GROUP = 16
 
 
 def _row_sums64(w: Tensor) -> Tensor:
-    """Row sums of a 2-D chunk as float64 (N, 1): groups of ``_SUM_GROUP`` consecutive terms are
-    added in w's dtype, the group sums in float64. As accurate as the native kernels' sums (terms
-    already rounded to float32 dominate the error), without ``sum(dtype=float64)``'s conversion
-    of the whole chunk to float64 first."""
+    """Row sums of a 2-D chunk as float64 (N, 1): groups of ``_SUM_GROUP`` terms are added in w's
+    dtype, the group sums in float64. As accurate as the native kernels' sums (terms already
+    rounded to float32 dominate the error), without ``sum(dtype=float64)``'s conversion of the
+    whole chunk to float64 first. A group is every (m/16)-th term of the row, not 16 neighbours:
+    summing over a strided dimension adds whole vectors, about 2.5x faster than a reduction over
+    an innermost dimension of 16."""
     if w.dtype == torch.float64:
         return torch.sum(w, dim=1, keepdim=True)
     rows, n = w.shape
     m = n - n % _SUM_GROUP
-    out = torch.sum(w[:, :m].reshape(rows, m // _SUM_GROUP, _SUM_GROUP).sum(2), dim=1, keepdim=True,
+    out = torch.sum(w[:, :m].reshape(rows, _SUM_GROUP, m // _SUM_GROUP).sum(1), dim=1, keepdim=True,
                     dtype=torch.float64)
     if m < n:
         out += torch.sum(w[:, m:], dim=1, keepdim=True, dtype=torch.float64)
