@@ -104,3 +104,21 @@ def test_call_costs_per_call_and_kind():
     assert set(costs) == {"count", "relu"} and set(costs["relu"]) == {"fwd", "fwdbwd"}
     assert all(v > 0 for d in costs.values() for v in d.values())
     assert len(calls) == 5 * 2 * (1 + 3)  # a warm-up block and three rounds, forward and forward+backward
+
+
+def test_kernel_times_rows_and_the_aten_lower_bound():
+    """kernel_times reports SiLU's kernels (the 1.0 of the ratios), the native kernels where they
+    are built, and the ATen path's logistic evaluations and float64 statistics with their sum as
+    a lower bound; the statistics have no backward part."""
+    from ashlib.ops import native
+    rows = {r["op"]: r for r in BA.kernel_times(shape=(2, 4, 8, 8), reps=3)}
+    assert rows["silu (ATen)"]["fwdbwd_vs_silu"] == pytest.approx(1.0)
+    native_ops = {"ash", "agumbel", "arelu"}
+    assert (native_ops <= set(rows)) == (native.library() is not None)
+    parts = [rows["ATen path: logistic evaluations"], rows["ATen path: float64 statistics"]]
+    floor = rows["ATen path: these two together (a lower bound)"]
+    assert parts[1]["bwd_ns_per_element"] == 0.0
+    for key in ("fwd_ns_per_element", "bwd_ns_per_element", "fwdbwd_vs_silu"):
+        assert floor[key] == pytest.approx(sum(p[key] for p in parts))
+    for r in rows.values():
+        assert r["shape"] == [2, 4, 8, 8] and r["fwd_ns_per_element"] > 0 and r["fwdbwd_vs_silu"] > 0
