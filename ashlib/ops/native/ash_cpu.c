@@ -47,18 +47,20 @@ static inline void split_threshold(double t, float *hi, float *lo) {
  * leaves the clamped range of exp_f32). */
 #define MAXABS 6.7108864e7 /* 2^26 */
 #define WIDEN_CHUNK 2048 /* bfloat16 backward: elements widened to float32 at a time */
-/* bwd_pass1 with `leaky` a literal in each branch (one specialised loop per case) */
+/* bwd_pass1 with `leaky` and whether PART is written as literals in each branch: one specialised
+ * loop per case, with no condition left inside it (a conditional store keeps the loop from
+ * vectorising where the instruction set has no masked stores, as AVX2) */
 #define BWD_PASS1(N, XF, GF, PART, OUT)                                                             \
     do {                                                                                           \
-        if (leaky)                                                                                 \
-            bwd_pass1((N), (XF), (GF), (PART), thi, tlo, A, c, ell, 1, (OUT));                     \
+        if (leaky && (PART))                                                                       \
+            bwd_pass1((N), (XF), (GF), (PART), thi, tlo, A, c, ell, 1, 1, (OUT));                  \
+        else if (leaky)                                                                            \
+            bwd_pass1((N), (XF), (GF), NULL, thi, tlo, A, c, ell, 1, 0, (OUT));                    \
+        else if (PART)                                                                             \
+            bwd_pass1((N), (XF), (GF), (PART), thi, tlo, A, c, ell, 0, 1, (OUT));                  \
         else                                                                                       \
-            bwd_pass1((N), (XF), (GF), (PART), thi, tlo, A, c, ell, 0, (OUT));                     \
+            bwd_pass1((N), (XF), (GF), NULL, thi, tlo, A, c, ell, 0, 0, (OUT));                    \
     } while (0)
-#define LANES 16 /* float32 lanes of the backward's partial sums (any vector width works) */
-#define GROUP 8  /* terms each lane adds in float32 before going into float64 */
-typedef float vf16 __attribute__((vector_size(LANES * sizeof(float))));
-typedef double vd16 __attribute__((vector_size(LANES * sizeof(double))));
 /* One element of pass 1: w = x g S(u) S(-u) (the terms of R1), w d (R2), g x S(-u) (Rl, leaky
  * only), and the element-wise part of dL/dx into part[i]. */
 #define BWD_ELEMENT(i, W1, W2, WL)                                                                 \
@@ -73,55 +75,50 @@ typedef double vd16 __attribute__((vector_size(LANES * sizeof(double))));
         W1 = w;                                                                                    \
         W2 = w * d;                                                                                \
         WL = leaky ? gxv * sm : 0.0f;                                                              \
-        if (part) part[i] = fmaf(gv, leaky ? fmaf(c, s, ell) : s, cA * w);                         \
-    } while (0)
-
-/* COUNT (<= LANES) elements from i on into the lane sums a1, a2, al; INIT is empty or "= {0}"
- * (zero padding when COUNT < LANES). */
-#define BWD_STEP(COUNT, INIT)                                                                 \
-    do {                                                                                           \
-        float w1[LANES] __attribute__((aligned(64))) INIT;                                         \
-        float w2[LANES] __attribute__((aligned(64))) INIT;                                         \
-        float wl[LANES] __attribute__((aligned(64))) INIT;                                         \
-        _Pragma("omp simd")                                                                        \
-        for (int l = 0; l < (COUNT); ++l) {                                                        \
-            BWD_ELEMENT(i + l, w1[l], w2[l], wl[l]);                                          \
-        }                                                                                          \
-        vf16 v1, v2, vl;                                                                           \
-        memcpy(&v1, w1, sizeof v1);                                                                \
-        memcpy(&v2, w2, sizeof v2);                                                                \
-        memcpy(&vl, wl, sizeof vl);                                                                \
-        a1 += v1;                                                                                  \
-        a2 += v2;                                                                                  \
-        al += vl;                                                                                  \
+        if (has_part) part[i] = fmaf(gv, leaky ? fmaf(c, s, ell) : s, cA * w);                     \
     } while (0)
 
 /* Pass 1 of the backward over one sample (see ash_backward_*): the sums R1 = sum x q,
  * R2 = sum x q d and, when leaky, Rl = sum g x S(-u) into out[0..2], and the element-wise part of
- * dL/dx, g (ell + c S(u)) + c A x q, into part[] unless part is NULL. Each vector lane adds GROUP
- * terms in float32, then the lanes go into float64 accumulators, lane by lane (no horizontal sum
- * in the loop): the sums are about as accurate as float32 products summed in float64 (an omp
- * simd reduction in float64 costs half as much again, GCC keeping its lanes on the stack).
- * `leaky` is a literal at each call, so the compiler builds one loop per case. */
+ * dL/dx, g (ell + c S(u)) + c A x q, into part[] when has_part. A block of LANES * GROUP
+ * elements is computed into three small buffers (in L1); then each of LANES lanes adds its GROUP
+ * terms (every LANES-th) in float32 and goes into its own float64 sum. The sums are about as
+ * accurate as float32 products summed in float64, and they come out the same at any vector width
+ * (AVX-512, AVX2, SSE): both loops vectorise without masked stores. `leaky` and `has_part` are
+ * literals at each call, so the compiler builds one loop per case. */
+#define LANES 16
+#define GROUP 8
+#define BWD_BLOCK (LANES * GROUP)
 static inline __attribute__((always_inline)) void bwd_pass1(
         int64_t n, const float *xr, const float *gr, float *part, float thi, float tlo, float A, float c,
-        float ell, int leaky, double out[3]) {
+        float ell, int leaky, int has_part, double out[3]) {
     const float cA = c * A;
-    vd16 d1 = {0}, d2 = {0}, dl = {0};
-    for (int64_t i = 0; i < n;) {
-        const int64_t group_end = i + GROUP * LANES < n ? i + GROUP * LANES : n;
-        vf16 a1 = {0}, a2 = {0}, al = {0};
-        for (; i + LANES <= group_end; i += LANES) {
-            BWD_STEP(LANES, );
+    float w1[BWD_BLOCK] __attribute__((aligned(64)));
+    float w2[BWD_BLOCK] __attribute__((aligned(64)));
+    float wl[BWD_BLOCK] __attribute__((aligned(64)));
+    double d1[LANES] __attribute__((aligned(64))) = {0};
+    double d2[LANES] __attribute__((aligned(64))) = {0};
+    double dl[LANES] __attribute__((aligned(64))) = {0};
+    for (int64_t b0 = 0; b0 < n; b0 += BWD_BLOCK) {
+        const int m = n - b0 < BWD_BLOCK ? (int)(n - b0) : BWD_BLOCK;
+        _Pragma("omp simd")
+        for (int j = 0; j < m; ++j) {
+            BWD_ELEMENT(b0 + j, w1[j], w2[j], wl[j]);
         }
-        if (i < group_end) { /* the sample's last few elements, fewer than LANES, zero-padded */
-            const int m = (int)(group_end - i);
-            BWD_STEP(m, = {0});
-            i = group_end;
+        for (int j = m; j < BWD_BLOCK; ++j) /* the sample's last block: zero padding */
+            w1[j] = w2[j] = wl[j] = 0.0f;
+        _Pragma("omp simd")
+        for (int l = 0; l < LANES; ++l) {
+            float s1 = 0.0f, s2 = 0.0f, sl = 0.0f;
+            for (int k = 0; k < GROUP; ++k) {
+                s1 += w1[l + LANES * k];
+                s2 += w2[l + LANES * k];
+                sl += wl[l + LANES * k];
+            }
+            d1[l] += (double)s1;
+            d2[l] += (double)s2;
+            dl[l] += (double)sl;
         }
-        d1 += __builtin_convertvector(a1, vd16);
-        d2 += __builtin_convertvector(a2, vd16);
-        dl += __builtin_convertvector(al, vd16);
     }
     double r1 = 0.0, r2 = 0.0, rl = 0.0;
     for (int l = 0; l < LANES; ++l) {
