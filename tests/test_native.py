@@ -213,7 +213,8 @@ def test_disabled_or_missing_compiler_falls_back_to_aten(tmp_path):
     off = _run(code, ASHLIB_NATIVE="0")
     assert off.returncode == 0, off.stderr
     assert off.stdout.startswith("aten []"), off.stdout
-    nocc = _run(code, CC=str(tmp_path / "no-such-cc"), ASHLIB_CACHE_DIR=str(tmp_path / "cache"))
+    nocc = _run(code, CC=str(tmp_path / "no-such-cc"), ASHLIB_CACHE_DIR=str(tmp_path / "cache"),
+                ASHLIB_PREBUILT_DIR=str(tmp_path / "no-prebuilt"))  # (as a checkout: no wheel's kernels)
     assert nocc.returncode == 0, nocc.stderr
     assert nocc.stdout.startswith("aten ['ashlib: native CPU kernels unavailable"), nocc.stdout
     assert nocc.stdout.strip().endswith("1.964")  # 2 * S(4): the ATen path computes the same ASH

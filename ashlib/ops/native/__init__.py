@@ -8,9 +8,12 @@ compiler (``$CC``, else ``cc``) at ``-O3`` for the host's instruction set, into 
 that hashes the source, the flags, the compiler's version and the CPU's feature flags, so a
 change to any of them builds afresh. Compiling takes about a second.
 
-Nothing here is required: without a compiler, or with ``ASHLIB_NATIVE=0`` in the environment,
-:func:`library` returns ``None`` (with one warning saying why, when a build failed) and
-:mod:`ashlib.ops.ash` uses its ATen implementation, which computes the same thing more slowly.
+Nothing here is required. Without a compiler (or when the build fails), :func:`library` loads
+the kernels a wheel was built with, if it has any built from these sources (see
+:mod:`.prebuilt`: ``pip wheel .`` on a machine with a compiler makes such a wheel). Failing that,
+or with ``ASHLIB_NATIVE=0`` in the environment, it returns ``None`` (with one warning saying
+why, when a build failed) and :mod:`ashlib.ops.ash` uses its ATen implementation, which
+computes the same thing more slowly.
 
 ctypes releases the GIL during a call, so :func:`parallel_rows` spreads samples over
 ``torch.get_num_threads()`` Python threads that run the C loops concurrently.
@@ -33,20 +36,21 @@ from typing import Callable, Optional
 
 import torch
 
+from . import prebuilt
+
 __all__ = ["library", "library_for", "available", "build", "build_eager", "eager_ops", "parallel_rows",
            "row_chunks", "SOURCES", "SIGNATURES", "DTYPE_SUFFIX"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".c"))
-# No -ffast-math: it would let the compiler reassociate (x - t_hi) - t_lo. Finite math (the
-# caller checks the range; the kernels test for inf and nan by their bits) lets min/max vectorise.
-_FLAGS_COMMON = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-ffinite-math-only", "-fno-signed-zeros",
-                 "-ffp-contract=off", "-fPIC", "-shared"]
+SOURCES = prebuilt.sources(_HERE)
+_FLAGS_COMMON = prebuilt.FLAGS_COMMON  # (why these: see there)
 _FLAGS_NATIVE = _FLAGS_COMMON + ["-march=native"]
 _FLAGS_PORTABLE = _FLAGS_COMMON
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
+#: the file :func:`library` loaded (in the cache, or a wheel's prebuilt one), None before
+loaded_path: Optional[str] = None
 _tried = False
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
@@ -237,9 +241,21 @@ def _remove_stale_temporaries(out_dir: str) -> None:
                 pass
 
 
+def _build_or_prebuilt() -> str:
+    """:func:`build`'s library; where it cannot build (no C compiler, a failed build), one that a
+    wheel brought along, compiled from these very sources (see :mod:`.prebuilt`)."""
+    try:
+        return build()
+    except RuntimeError as err:
+        path = prebuilt.find(_cpu_flags())
+        if path is None:
+            raise
+        return path  # (no warning: this is what a wheel's kernels are for)
+
+
 def library() -> Optional[ctypes.CDLL]:
     """The loaded kernels, building them on first use; None when disabled or not buildable."""
-    global _lib, _tried
+    global _lib, _tried, loaded_path
     if _lib is not None or _tried:
         return _lib
     with _lock:  # (_tried is set last: a thread arriving during the build waits here for its result)
@@ -247,12 +263,13 @@ def library() -> Optional[ctypes.CDLL]:
             return _lib
         try:
             if not _env_off("ASHLIB_NATIVE"):
-                lib = ctypes.CDLL(build())
+                path = _build_or_prebuilt()
+                lib = ctypes.CDLL(path)
                 for name, (args, res, suffixes) in SIGNATURES.items():
                     for suf in suffixes:
                         fn = getattr(lib, f"{name}_{suf}")
                         fn.argtypes, fn.restype = args, res
-                _lib = lib
+                _lib, loaded_path = lib, path
         except (RuntimeError, OSError) as err:
             warnings.warn(f"ashlib: native CPU kernels unavailable, using the ATen implementation of the "
                           f"fused ASH ({err})", RuntimeWarning, stacklevel=3)
@@ -270,6 +287,12 @@ def _torch_dirs() -> tuple:
     return os.path.join(base, "include"), os.path.join(base, "lib")
 
 
+class _NoCompiler(RuntimeError):
+    """No C++ compiler on PATH. Where the C kernels are a wheel's prebuilt ones that is the
+    expected set-up (a machine with no compilers at all), and ASH takes its Python route without
+    a warning."""
+
+
 def build_eager(cxx: Optional[str] = None, cached_only: bool = False) -> Optional[str]:
     """Compile ``ash_autograd.cpp`` against the installed torch (if not cached) and return the
     library's path. Keyed like :func:`build`, with torch's version in place of the CPU (the
@@ -283,7 +306,7 @@ def build_eager(cxx: Optional[str] = None, cached_only: bool = False) -> Optiona
     """
     cxx = cxx or os.environ.get("CXX") or "c++"
     if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler: {cxx!r} is not on PATH (set CXX to use another)")
+        raise _NoCompiler(f"no C++ compiler: {cxx!r} is not on PATH (set CXX to use another)")
     with open(EAGER_SOURCE, "rb") as fh:
         src = fh.read()
     inc, lib = _torch_dirs()
@@ -339,6 +362,8 @@ def _load_eager(path: str) -> None:
 def _eager_unavailable(err) -> None:
     global _eager_failed
     _eager_failed = True
+    if isinstance(err, _NoCompiler) and prebuilt.is_prebuilt(loaded_path):
+        return
     warnings.warn(f"ashlib: the C++ fast path of ASH is unavailable ({err}); ASH runs its Python route (the "
                   f"same kernels and results, more time per call)", RuntimeWarning, stacklevel=1)
 

@@ -1,0 +1,105 @@
+"""Kernels compiled when a wheel is built, for machines that have no C compiler.
+
+This module imports nothing but the standard library: ``setup.py`` loads it by its path while
+building a wheel, where neither torch nor ashlib is importable.
+
+A wheel built on a machine with a C compiler (``pip wheel .``) carries the C kernels of this
+folder compiled for portable instruction sets, under ``_prebuilt/``, each file named after a
+hash of the sources it was built from. :func:`ashlib.ops.native.library` loads one of them
+only when it cannot compile the kernels itself (no compiler, or a failed build), and only one
+built from the very sources next to it; otherwise the ATen path runs, as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+from typing import List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: where a wheel keeps the kernels it was built with
+PREBUILT_DIR = os.path.join(HERE, "_prebuilt")
+
+# No -ffast-math: it would let the compiler reassociate (x - t_hi) - t_lo. Finite math (the
+# caller checks the range; the kernels test for inf and nan by their bits) lets min/max vectorise.
+FLAGS_COMMON = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-ffinite-math-only", "-fno-signed-zeros",
+                "-ffp-contract=off", "-fPIC", "-shared"]
+
+#: portable builds per architecture, best first: (name, extra flags, CPU flags the variant needs,
+#: as /proc/cpuinfo names them). x86-64-v3 is AVX2 with FMA (most x86 CPUs since 2015). No
+#: x86-64 baseline build: without hardware FMA every fmaf is a library call, and the kernels
+#: run about 30x slower than F.silu, far slower than the ATen path. The 64-bit ARM baseline has
+#: FMA. Other architectures get no prebuilt kernels.
+_X86_V3_NEEDS = ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "xsave")
+VARIANTS = {
+    "x86_64": [("x86-64-v3", ["-march=x86-64-v3"], _X86_V3_NEEDS)],
+    "amd64": [("x86-64-v3", ["-march=x86-64-v3"], _X86_V3_NEEDS)],
+    "aarch64": [("armv8", [], ())],
+    "arm64": [("armv8", [], ())],
+}
+
+
+def sources(folder: str = HERE) -> List[str]:
+    """The C sources of the kernels (``*.c``), sorted."""
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".c"))
+
+
+def source_hash(folder: str = HERE) -> str:
+    """A hash of the C sources and headers: a prebuilt library is loaded only by sources that
+    hash the same (a wheel's files, not an edited checkout)."""
+    h = hashlib.sha256()
+    for path in sources(folder) + sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".h")):
+        with open(path, "rb") as fh:
+            h.update(os.path.basename(path).encode() + b"\0" + fh.read())
+    return h.hexdigest()[:20]
+
+
+def _variants() -> list:
+    return VARIANTS.get(platform.machine().lower(), [])
+
+
+def prebuild(dest: str, cc: str = "cc", folder: str = HERE) -> List[str]:
+    """Compile the kernels of ``folder`` once per portable variant of this machine's
+    architecture into ``dest``; returns the paths written (none for an architecture without
+    variants). Raises ``RuntimeError`` with the compiler's message when a variant fails to
+    build (nothing is then left half-written)."""
+    os.makedirs(dest, exist_ok=True)
+    tag = source_hash(folder)
+    written = []
+    for name, extra, _ in _variants():
+        out = os.path.join(dest, f"ashlib_native-{tag}-{name}.so")
+        tmp = out + ".tmp"
+        proc = subprocess.run([cc, *FLAGS_COMMON, *extra, *sources(folder), "-o", tmp, "-lm"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise RuntimeError(f"{cc} {' '.join(extra)}: {proc.stderr.strip()[-2000:]}")
+        os.replace(tmp, out)
+        written.append(out)
+    return written
+
+
+def find(cpu_flags: str, folder: str = HERE, prebuilt_dir: Optional[str] = None) -> Optional[str]:
+    """The best prebuilt library this CPU can run that was built from ``folder``'s sources, or
+    None. ``cpu_flags`` is the flags line of /proc/cpuinfo (empty: only the baseline)."""
+    where = prebuilt_dir or os.environ.get("ASHLIB_PREBUILT_DIR") or PREBUILT_DIR
+    if not os.path.isdir(where):
+        return None
+    have = set(cpu_flags.replace(":", " ").split())
+    tag = source_hash(folder)
+    for name, _, needs in _variants():
+        path = os.path.join(where, f"ashlib_native-{tag}-{name}.so")
+        if os.path.exists(path) and all(n in have for n in needs):
+            return path
+    return None
+
+
+def is_prebuilt(path: Optional[str]) -> bool:
+    """Whether ``path`` (a loaded library) is one of the prebuilt ones."""
+    if not path:
+        return False
+    where = os.environ.get("ASHLIB_PREBUILT_DIR") or PREBUILT_DIR
+    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(where)
