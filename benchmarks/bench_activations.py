@@ -41,7 +41,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -414,8 +414,23 @@ def first_call_latency() -> Dict[str, object]:
     return out
 
 
+def no_compiler_env(prebuilt_dir: str, cache_dir: str) -> Dict[str, str]:
+    """The environment of a machine with no C or C++ compiler whose ashlib came from a wheel:
+    compilers that are not on PATH, an empty kernel cache, and ``prebuilt_dir`` (filled by
+    ``ashlib.ops.native.prebuilt.prebuild``) where the wheel keeps its kernels."""
+    missing = os.path.join(cache_dir, "no-such-compiler")
+    return {"CC": missing, "CXX": missing, "ASHLIB_CACHE_DIR": cache_dir, "ASHLIB_PREBUILT_DIR": prebuilt_dir}
+
+
+def _kernels_loaded() -> Optional[str]:
+    """The file name of the native kernels this process loaded (a prebuilt one or a build of
+    the cache), None without them."""
+    from ashlib.ops import native
+    return os.path.basename(native.loaded_path) if native.library() is not None else None
+
+
 def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: int = 7,
-                 threads: int = 1) -> List[dict]:
+                 threads: int = 1, env: Optional[Dict[str, str]] = None) -> List[dict]:
     """Forward+backward of each op, and of F.silu, each timed ALONE in a fresh process with glibc's
     default allocator, as a model that uses one activation runs; the processes alternate (silu,
     op 1, op 2, ..., silu, op 1, ...) for ``rounds`` rounds so that drift in the machine's speed
@@ -424,25 +439,29 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
 
     In one process with many ops, memory one op frees and glibc returns to the system is
     faulted in again by whichever op allocates next, so an op's time depends on its neighbours;
-    alone, an op pays only for its own allocation pattern."""
+    alone, an op pays only for its own allocation pattern. ``env`` is passed to every process
+    (:func:`run_isolated`); the rows say which routes and native kernels the op's processes used."""
     times = {op: {sh: [] for sh in shapes} for op in ["silu"] + list(op_names)}
     faults = {op: {sh: [] for sh in shapes} for op in times}
-    routes = set()
+    routes, kernels = set(), set()
     for _ in range(rounds):
         for op in times:
             argv = ["--alone", op, "--shapes", *shapes, "--dtypes", "float32", "--reps", str(reps),
                     "--threads", str(threads)]
-            for r in run_isolated(argv)["activations"]:
+            for r in run_isolated(argv, env=env)["activations"]:
                 times[op][r["shape"]].append(r["fwdbwd_s"])
                 faults[op][r["shape"]].append(r["fwdbwd_faults"])
-                routes.add(r["ash_route"])
+                if op != "silu":
+                    routes.add(r["ash_route"])
+                    kernels.add(str(r["kernels"]))
     out = []
     for op in op_names:
         for sh in shapes:
             t, ts = statistics.median(times[op][sh]), statistics.median(times["silu"][sh])
             out.append({"op": op, "shape": sh, "fwdbwd_s": t, "silu_fwdbwd_s": ts, "fwdbwd_vs_silu": t / ts,
                         "faults": statistics.mean(faults[op][sh]), "silu_faults": statistics.mean(faults["silu"][sh]),
-                        "rounds": rounds, "reps": reps, "ash_eager_route": "/".join(sorted(routes))})
+                        "rounds": rounds, "reps": reps, "ash_eager_route": "/".join(sorted(routes)),
+                        "kernels": "/".join(sorted(kernels))})
     return out
 
 
@@ -463,7 +482,7 @@ def _run_alone(op: str, shapes: List[str], reps: int, out: str) -> dict:
         fns = ops("cpu", x.shape[1] if x.dim() >= 2 else 1, STAT_DIMS.get(sname), "compile" in op)
         t = time_ops({op: fns[op]}, x, reps, "cpu", set(), forward=False)
         rows.append({"shape": sname, "op": op, "fwdbwd_s": t[op]["fwdbwd"], "fwdbwd_faults": t[op]["faults"],
-                     "ash_route": route})
+                     "ash_route": route, "kernels": _kernels_loaded()})
     result = {"activations": rows}
     with open(out, "w") as fh:
         json.dump(result, fh)
@@ -476,11 +495,12 @@ def _selected(name: str, wanted: List[str], names) -> bool:
     return name in wanted or any(o in name for o in wanted if o not in names)
 
 
-def run_isolated(argv: List[str], timeout: float = 1800) -> dict:
+def run_isolated(argv: List[str], timeout: float = 1800, env: Optional[Dict[str, str]] = None) -> dict:
     """:func:`main` with ``argv`` in a fresh Python process, its result read back from its JSON.
 
     glibc's allocator settings (``--tuned-allocator``) and its heap state belong to a process and
     cannot be undone; a notebook that compares allocator settings runs each in its own process.
+    ``env`` adds to (or overrides) the environment of that process (see :func:`no_compiler_env`).
     The child's progress lines are discarded; a failure raises with the child's last output.
     """
     import subprocess
@@ -488,7 +508,8 @@ def run_isolated(argv: List[str], timeout: float = 1800) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--out", out],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout,
+                              env=None if env is None else {**os.environ, **env})
         if proc.returncode != 0:
             raise RuntimeError(f"benchmark failed (exit {proc.returncode}): {(proc.stdout + proc.stderr)[-2000:]}")
         with open(out) as fh:
@@ -538,7 +559,8 @@ def main(argv=None) -> dict:
             "processor": platform.processor() or platform.machine(), "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "reps": reps,
-            "quick": args.quick, "heap_kept": heap_kept, "ash_eager_route": ash_route, "z": Z, "alpha": ALPHA, "k": K,
+            "quick": args.quick, "heap_kept": heap_kept, "ash_eager_route": ash_route,
+            "kernels": _kernels_loaded() if device == "cpu" else None, "z": Z, "alpha": ALPHA, "k": K,
             "timing": "wall clock, median over repeats, ops interleaved within each repeat"}
     rows = []
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, reps {reps}, "

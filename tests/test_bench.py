@@ -89,6 +89,7 @@ def test_alone_ratios_time_each_op_in_its_own_process():
     assert r["fwdbwd_vs_silu"] == pytest.approx(r["fwdbwd_s"] / r["silu_fwdbwd_s"])
     assert r["faults"] >= 0 and r["silu_faults"] >= 0
     assert r["ash_eager_route"] in ("cpp", "python")  # one route in every process, and which one
+    assert r["kernels"].startswith("ashlib_native-")  # built into this machine's cache
 
 
 def test_ops_selection_by_whole_name_or_part():
@@ -122,3 +123,23 @@ def test_kernel_times_rows_and_the_aten_lower_bound():
         assert floor[key] == pytest.approx(sum(p[key] for p in parts))
     for r in rows.values():
         assert r["shape"] == [2, 4, 8, 8] and r["fwd_ns_per_element"] > 0 and r["fwdbwd_vs_silu"] > 0
+
+
+def test_alone_ratios_on_a_machine_without_compilers(tmp_path):
+    """no_compiler_env: the processes find no C or C++ compiler and an empty cache, so ASH runs
+    the prebuilt kernels (when a variant exists for this machine) on its Python route; the rows
+    say so."""
+    import platform
+    import shutil
+    from ashlib.ops import native
+    from ashlib.ops.native import prebuilt
+    if shutil.which("cc") is None or not prebuilt.variants():
+        pytest.skip("no C compiler to prebuild with, or no variant for this architecture")
+    pb = tmp_path / "prebuilt"
+    prebuilt.prebuild(str(pb))
+    env = BA.no_compiler_env(str(pb), str(tmp_path / "cache"))
+    (r,) = BA.alone_ratios(["ash (fused)"], ["small 32x256"], rounds=1, reps=1, env=env)
+    expected = prebuilt.find(native._cpu_flags(), prebuilt_dir=str(pb))
+    assert r["kernels"] == (os.path.basename(expected) if expected else "None"), (r, platform.machine())
+    assert r["ash_eager_route"] == "python" and r["fwdbwd_s"] > 0
+    assert not os.path.exists(tmp_path / "cache" / "no-such-compiler")

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is No
 def _cpu_runs_a_variant() -> bool:
     from ashlib.ops import native
     have = native._cpu_flags().replace(":", " ").split()
-    return any(all(n in have for n in needs) for _, _, needs in prebuilt._variants())
+    return any(all(n in have for n in needs) for _, _, needs in prebuilt.variants())
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_prebuilt_kernels_from_other_sources_are_not_loaded(built, tmp_path):
 
 
 def test_find_takes_only_a_variant_the_cpu_can_run(built):
-    for _, _, needs in prebuilt._variants():
+    for _, _, needs in prebuilt.variants():
         flags = "flags\t: " + " ".join(needs)
         assert prebuilt.find(flags, prebuilt_dir=str(built)) is not None
         if needs:  # one missing feature is enough to refuse it
@@ -125,5 +125,5 @@ def test_a_wheel_carries_the_prebuilt_kernels(tmp_path):
     tag = prebuilt.source_hash()
     kernels = [n for n in names if n.startswith("ashlib/ops/native/_prebuilt/")]
     assert sorted(kernels) == sorted(f"ashlib/ops/native/_prebuilt/ashlib_native-{tag}-{name}.so"
-                                     for name, _, _ in prebuilt._variants())
+                                     for name, _, _ in prebuilt.variants())
     assert "ashlib/ops/native/ash_cpu.c" in names  # the sources the hash was taken of

@@ -56,7 +56,8 @@ def source_hash(folder: str = HERE) -> str:
     return h.hexdigest()[:20]
 
 
-def _variants() -> list:
+def variants() -> list:
+    """The portable variants of this machine's architecture (see VARIANTS), best first."""
     return VARIANTS.get(platform.machine().lower(), [])
 
 
@@ -68,7 +69,7 @@ def prebuild(dest: str, cc: str = "cc", folder: str = HERE) -> List[str]:
     os.makedirs(dest, exist_ok=True)
     tag = source_hash(folder)
     written = []
-    for name, extra, _ in _variants():
+    for name, extra, _ in variants():
         out = os.path.join(dest, f"ashlib_native-{tag}-{name}.so")
         tmp = out + ".tmp"
         proc = subprocess.run([cc, *FLAGS_COMMON, *extra, *sources(folder), "-o", tmp, "-lm"],
@@ -90,7 +91,7 @@ def find(cpu_flags: str, folder: str = HERE, prebuilt_dir: Optional[str] = None)
         return None
     have = set(cpu_flags.replace(":", " ").split())
     tag = source_hash(folder)
-    for name, _, needs in _variants():
+    for name, _, needs in variants():
         path = os.path.join(where, f"ashlib_native-{tag}-{name}.so")
         if os.path.exists(path) and all(n in have for n in needs):
             return path
