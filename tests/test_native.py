@@ -318,3 +318,24 @@ def test_package_data_ships_the_kernel_sources():
                                                        if f.endswith(".h")]
     for path in needed:
         assert any(fnmatch.fnmatch(os.path.basename(path), g) for g in globs), (path, data)
+
+
+def test_x86_without_fma_takes_the_aten_path(monkeypatch):
+    """On an x86 CPU without FMA every fmaf of the kernels is a library call (about 30x slower
+    than F.silu): the kernels are not built or loaded there, one warning says why, and ASH runs
+    its ATen path with the same values."""
+    import platform
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx popcnt")
+    assert native._x86_without_fma()
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "flags\t\t: fpu sse sse2 avx avx2 fma")
+    assert not native._x86_without_fma()
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "")  # flags unknown (no /proc/cpuinfo): no verdict
+    assert not native._x86_without_fma()
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "flags\t\t: fpu sse sse2 avx")
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "loaded_path", None)
+    with pytest.warns(RuntimeWarning, match="no FMA"):
+        assert native.library() is None
+    assert FU.select_backend(torch.zeros(2, 3)) == "aten"

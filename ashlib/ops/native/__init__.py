@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -241,9 +242,20 @@ def _remove_stale_temporaries(out_dir: str) -> None:
                 pass
 
 
+def _x86_without_fma() -> bool:
+    """An x86 CPU without fused multiply-add (before 2013): every fmaf of the kernels would be a
+    library call, and they would run about 30x slower than F.silu, several times slower than
+    the ATen path. False where the CPU's flags cannot be read."""
+    flags = _cpu_flags().replace(":", " ").split()
+    return platform.machine().lower() in ("x86_64", "amd64") and bool(flags) and "fma" not in flags
+
+
 def _build_or_prebuilt() -> str:
     """:func:`build`'s library; where it cannot build (no C compiler, a failed build), one that a
-    wheel brought along, compiled from these very sources (see :mod:`.prebuilt`)."""
+    wheel brought along, compiled from these very sources (see :mod:`.prebuilt`). Raises
+    ``RuntimeError`` on an x86 CPU without FMA, where the ATen path is faster."""
+    if _x86_without_fma():
+        raise RuntimeError("this x86 CPU has no FMA instructions: the kernels would be slower than the ATen path")
     try:
         return build()
     except RuntimeError as err:
