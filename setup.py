@@ -33,25 +33,35 @@ class BuildPyWithKernels(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return  # an editable install compiles into the cache at first use, as a checkout does
-        cc = os.environ.get("CC") or "cc"
-        if shutil.which(cc) is None:
-            print(f"[ashlib] no C compiler ({cc!r}): the wheel carries no prebuilt kernels", file=sys.stderr)
+        if not _can_prebuild():
+            print(f"[ashlib] no C compiler ({_cc()!r}) or no portable variant for this architecture: the wheel "
+                  "carries no prebuilt kernels", file=sys.stderr)
             return
-        pre = _prebuilt_module()
-        dest = os.path.join(self.build_lib, "ashlib", "ops", "native", "_prebuilt")
-        try:
-            for path in pre.prebuild(dest, cc):
+        native = os.path.join(self.build_lib, "ashlib", "ops", "native")
+        dest = os.path.join(native, "_prebuilt")
+        shutil.rmtree(dest, ignore_errors=True)  # (no kernels of earlier sources left in build/)
+        try:  # from the copies that go into the wheel: the hash is of the sources it ships
+            for path in _prebuilt_module().prebuild(dest, _cc(), folder=native):
                 print(f"[ashlib] prebuilt {os.path.basename(path)}", file=sys.stderr)
         except RuntimeError as err:
             shutil.rmtree(dest, ignore_errors=True)
             print(f"[ashlib] the kernels did not compile; the wheel carries none: {err}", file=sys.stderr)
 
 
+def _cc():
+    return os.environ.get("CC") or "cc"
+
+
+def _can_prebuild():
+    return shutil.which(_cc()) is not None and bool(_prebuilt_module().variants())
+
+
 class KernelsDistribution(Distribution):
-    """The wheel holds shared libraries: it is for this platform."""
+    """A wheel that will hold prebuilt kernels is for this platform; without a compiler it is
+    pure Python, as before."""
 
     def has_ext_modules(self):
-        return True
+        return _can_prebuild()
 
 
 class PlatformWheel(bdist_wheel):

@@ -453,7 +453,7 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
                 faults[op][r["shape"]].append(r["fwdbwd_faults"])
                 if op != "silu":
                     routes.add(r["ash_route"])
-                    kernels.add(str(r["kernels"]))
+                    kernels.add(r["kernels"])
     out = []
     for op in op_names:
         for sh in shapes:
@@ -461,7 +461,7 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
             out.append({"op": op, "shape": sh, "fwdbwd_s": t, "silu_fwdbwd_s": ts, "fwdbwd_vs_silu": t / ts,
                         "faults": statistics.mean(faults[op][sh]), "silu_faults": statistics.mean(faults["silu"][sh]),
                         "rounds": rounds, "reps": reps, "ash_eager_route": "/".join(sorted(routes)),
-                        "kernels": "/".join(sorted(kernels))})
+                        "kernels": "/".join(sorted(k for k in kernels if k)) or None})
     return out
 
 

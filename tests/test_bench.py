@@ -89,7 +89,10 @@ def test_alone_ratios_time_each_op_in_its_own_process():
     assert r["fwdbwd_vs_silu"] == pytest.approx(r["fwdbwd_s"] / r["silu_fwdbwd_s"])
     assert r["faults"] >= 0 and r["silu_faults"] >= 0
     assert r["ash_eager_route"] in ("cpp", "python")  # one route in every process, and which one
-    assert r["kernels"].startswith("ashlib_native-")  # built into this machine's cache
+    from ashlib.ops import native
+    if native.library() is not None:  # the children load the build of this machine's cache, as this process
+        assert r["kernels"] == os.path.basename(native.loaded_path)
+        assert os.path.dirname(native.loaded_path) == native._cache_dir()
 
 
 def test_ops_selection_by_whole_name_or_part():
@@ -131,15 +134,13 @@ def test_alone_ratios_on_a_machine_without_compilers(tmp_path):
     say so."""
     import platform
     import shutil
-    from ashlib.ops import native
     from ashlib.ops.native import prebuilt
-    if shutil.which("cc") is None or not prebuilt.variants():
+    if shutil.which(os.environ.get("CC") or "cc") is None or not prebuilt.variants():
         pytest.skip("no C compiler to prebuild with, or no variant for this architecture")
     pb = tmp_path / "prebuilt"
     prebuilt.prebuild(str(pb))
     env = BA.no_compiler_env(str(pb), str(tmp_path / "cache"))
     (r,) = BA.alone_ratios(["ash (fused)"], ["small 32x256"], rounds=1, reps=1, env=env)
-    expected = prebuilt.find(native._cpu_flags(), prebuilt_dir=str(pb))
-    assert r["kernels"] == (os.path.basename(expected) if expected else "None"), (r, platform.machine())
+    expected = prebuilt.find(prebuilt_dir=str(pb))  # None on a CPU that cannot run the variant
+    assert r["kernels"] == (os.path.basename(expected) if expected else None), (r, platform.machine())
     assert r["ash_eager_route"] == "python" and r["fwdbwd_s"] > 0
-    assert not os.path.exists(tmp_path / "cache" / "no-such-compiler")

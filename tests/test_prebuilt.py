@@ -25,12 +25,6 @@ pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is No
                                 reason="no C compiler, or no prebuilt variant for this architecture")
 
 
-def _cpu_runs_a_variant() -> bool:
-    from ashlib.ops import native
-    have = native._cpu_flags().replace(":", " ").split()
-    return any(all(n in have for n in needs) for _, _, needs in prebuilt.variants())
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     dest = tmp_path_factory.mktemp("prebuilt")
@@ -71,7 +65,7 @@ _CHECK = """
 
 
 def test_without_a_compiler_the_prebuilt_kernels_run_and_meet_the_contract(built, tmp_path):
-    if not _cpu_runs_a_variant():
+    if prebuilt.find(prebuilt_dir=str(built)) is None:
         pytest.skip("this CPU lacks the instruction set of every prebuilt variant")
     out = _run(_CHECK.replace("PREFIX", repr(str(built))), tmp_path, built)
     assert out.returncode == 0, out.stderr
@@ -86,9 +80,9 @@ def test_prebuilt_kernels_from_other_sources_are_not_loaded(built, tmp_path):
     sources) is ignored: the ATen path runs, with the usual warning."""
     other = tmp_path / "other"
     other.mkdir()
-    for f in os.listdir(built):
-        tag = prebuilt.source_hash()
-        (other / f.replace(tag, "0" * len(tag))).write_bytes((built / f).read_bytes())
+    for f in os.listdir(built):  # ashlib_native-<hash>-<variant>.so, with another hash
+        head, tag, variant = f.split("-", 2)
+        (other / "-".join([head, "0" * len(tag), variant])).write_bytes((built / f).read_bytes())
     out = _run(_CHECK.replace("PREFIX", repr(str(other))), tmp_path, other)
     assert out.returncode == 0, out.stderr
     backend, from_prebuilt, warned, worst = out.stdout.split()
@@ -96,15 +90,55 @@ def test_prebuilt_kernels_from_other_sources_are_not_loaded(built, tmp_path):
     assert float(worst) <= 1e-5
 
 
-def test_find_takes_only_a_variant_the_cpu_can_run(built):
+def test_find_takes_only_a_variant_the_cpu_can_run(built, monkeypatch):
     for _, _, needs in prebuilt.variants():
         flags = "flags\t: " + " ".join(needs)
         assert prebuilt.find(flags, prebuilt_dir=str(built)) is not None
-        if needs:  # one missing feature is enough to refuse it
-            assert prebuilt.find("flags\t: " + " ".join(needs[:-1]), prebuilt_dir=str(built)) is None
+        for i in range(len(needs)):  # any one missing feature is enough to refuse it
+            assert prebuilt.find("flags\t: " + " ".join(needs[:i] + needs[i + 1:]), prebuilt_dir=str(built)) is None
+        if needs:  # flags that cannot be read (no /proc/cpuinfo): refused, not guessed
+            assert prebuilt.find("", prebuilt_dir=str(built)) is None
     assert prebuilt.find("flags\t: avx2 fma", prebuilt_dir=str(built / "nowhere")) is None
+    monkeypatch.delenv("ASHLIB_PREBUILT_DIR", raising=False)
     assert prebuilt.is_prebuilt(os.path.join(prebuilt.PREBUILT_DIR, "x.so"))
     assert not prebuilt.is_prebuilt(None) and not prebuilt.is_prebuilt("/elsewhere/x.so")
+    monkeypatch.setenv("ASHLIB_PREBUILT_DIR", str(built))
+    assert prebuilt.is_prebuilt(str(built / "x.so"))
+
+
+def test_the_prebuilt_backward_matches_this_machines_build_bit_for_bit(built):
+    """The backward kernel gives the same dL/dx and the same parameter sums, bit for bit, whether
+    compiled for this CPU (-march=native) or for the portable variant: its sums do not depend on
+    the vector width (given the same statistics; the forward's float64 statistics may differ in
+    their last bits between builds). Rows of lengths around the 128-element blocks and the
+    bfloat16 widening chunks, ASH and Leaky ASH, with and without dL/dx."""
+    import ctypes
+    import torch
+    from ashlib.ops import native
+    path = prebuilt.find(prebuilt_dir=str(built))
+    if path is None or native.library() is None:
+        pytest.skip("this CPU cannot run the portable variant, or no native build here")
+    mine, portable = native.library(), ctypes.CDLL(path)
+    gen = torch.Generator().manual_seed(5)
+    for n in (1, 7, 16, 127, 128, 129, 1000, 2049, 4113):
+        for suffix, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+            x = (torch.randn(3, n, generator=gen) * 2).to(dtype)
+            g = torch.randn(3, n, generator=gen).to(dtype)
+            mu = x.double().mean(1)
+            sigma = (x.double().var(1, unbiased=False) + 1e-5).sqrt()
+            for ell, need_l, want_gx in ((0.0, 0, True), (0.1, 1, True), (0.0, 0, False)):
+                outs = []
+                for lib in (mine, portable):
+                    fn = getattr(lib, f"ash_backward_{suffix}")
+                    fn.argtypes, fn.restype = native.SIGNATURES["ash_backward"][:2]
+                    gx = torch.full_like(x, float("nan"))
+                    tot = (ctypes.c_double * 3)()
+                    assert fn(3, n, x.data_ptr(), g.data_ptr(), gx.data_ptr() if want_gx else None, mu.data_ptr(),
+                              sigma.data_ptr(), 0.3, 2.5, ell, need_l, tot) == 0
+                    outs.append((gx, list(tot)))
+                (gx1, t1), (gx2, t2) = outs
+                assert t1 == t2, (n, suffix, ell)
+                assert torch.equal(gx1, gx2) if want_gx else (gx1.isnan().all() and gx2.isnan().all())
 
 
 def test_a_wheel_carries_the_prebuilt_kernels(tmp_path):
@@ -122,8 +156,7 @@ def test_a_wheel_carries_the_prebuilt_kernels(tmp_path):
     (wheel,) = os.listdir(tmp_path / "dist")
     assert "-py3-none-" in wheel and not wheel.endswith("-any.whl")
     names = zipfile.ZipFile(tmp_path / "dist" / wheel).namelist()
-    tag = prebuilt.source_hash()
     kernels = [n for n in names if n.startswith("ashlib/ops/native/_prebuilt/")]
-    assert sorted(kernels) == sorted(f"ashlib/ops/native/_prebuilt/ashlib_native-{tag}-{name}.so"
-                                     for name, _, _ in prebuilt.variants())
+    assert sorted(kernels) == sorted(f"ashlib/ops/native/_prebuilt/{prebuilt.file_name(name, extra)}"
+                                     for name, extra, _ in prebuilt.variants())
     assert "ashlib/ops/native/ash_cpu.c" in names  # the sources the hash was taken of

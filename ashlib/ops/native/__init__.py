@@ -90,15 +90,7 @@ def _cache_dir() -> str:
     return os.path.join(base, "ashlib")
 
 
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    return ""
+_cpu_flags = prebuilt.cpu_flags
 
 
 def _compiler_version(cc: str) -> str:
@@ -258,7 +250,7 @@ def _build_or_prebuilt() -> str:
         raise RuntimeError("this x86 CPU has no FMA instructions: the kernels would be slower than the ATen path")
     try:
         return build()
-    except RuntimeError as err:
+    except (RuntimeError, OSError):  # (OSError: a cache folder that cannot be written)
         path = prebuilt.find(_cpu_flags())
         if path is None:
             raise

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: where a wheel keeps the kernels it was built with
@@ -28,17 +29,31 @@ FLAGS_COMMON = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-ffinite-math-only",
                 "-ffp-contract=off", "-fPIC", "-shared"]
 
 #: portable builds per architecture, best first: (name, extra flags, CPU flags the variant needs,
-#: as /proc/cpuinfo names them). x86-64-v3 is AVX2 with FMA (most x86 CPUs since 2015). No
-#: x86-64 baseline build: without hardware FMA every fmaf is a library call, and the kernels
-#: run about 30x slower than F.silu, far slower than the ATen path. The 64-bit ARM baseline has
-#: FMA. Other architectures get no prebuilt kernels.
-_X86_V3_NEEDS = ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "xsave")
+#: as Linux's /proc/cpuinfo names them). x86-64-v3 is AVX2 with FMA, BMI1/2, F16C, LZCNT ("abm")
+#: and MOVBE (most x86 CPUs since 2015). No x86-64 baseline build: without hardware FMA every
+#: fmaf is a library call, and the kernels run about 30x slower than F.silu, far slower than
+#: the ATen path. ARMv8-A (all 64-bit ARM) has FMA. Other architectures get no prebuilt kernels.
+#: Where the CPU's flags cannot be read (no /proc/cpuinfo: macOS, Windows) a variant that needs
+#: any is not loaded: better the ATen path than an illegal instruction.
+_X86_V3_NEEDS = ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave")
 VARIANTS = {
     "x86_64": [("x86-64-v3", ["-march=x86-64-v3"], _X86_V3_NEEDS)],
     "amd64": [("x86-64-v3", ["-march=x86-64-v3"], _X86_V3_NEEDS)],
-    "aarch64": [("armv8", [], ())],
-    "arm64": [("armv8", [], ())],
+    "aarch64": [("armv8-a", ["-march=armv8-a"], ())],
+    "arm64": [("armv8-a", ["-march=armv8-a"], ())],
 }
+
+
+def cpu_flags() -> str:
+    """The flags line of /proc/cpuinfo ("" where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return ""
 
 
 def sources(folder: str = HERE) -> List[str]:
@@ -46,14 +61,20 @@ def sources(folder: str = HERE) -> List[str]:
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".c"))
 
 
-def source_hash(folder: str = HERE) -> str:
-    """A hash of the C sources and headers: a prebuilt library is loaded only by sources that
-    hash the same (a wheel's files, not an edited checkout)."""
-    h = hashlib.sha256()
+def source_hash(folder: str = HERE, extra_flags: Sequence[str] = ()) -> str:
+    """A hash of the C sources and headers and of the flags they are compiled with: a prebuilt
+    library is loaded only by sources (and flags) that hash the same as the ones it was built
+    from (a wheel's own files, not an edited checkout)."""
+    h = hashlib.sha256(" ".join([*FLAGS_COMMON, *extra_flags]).encode() + b"\0")
     for path in sources(folder) + sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".h")):
         with open(path, "rb") as fh:
             h.update(os.path.basename(path).encode() + b"\0" + fh.read())
     return h.hexdigest()[:20]
+
+
+def file_name(name: str, extra_flags: Sequence[str], folder: str = HERE) -> str:
+    """The file name of variant ``name`` built from ``folder``'s sources."""
+    return f"ashlib_native-{source_hash(folder, extra_flags)}-{name}.so"
 
 
 def variants() -> list:
@@ -66,11 +87,12 @@ def prebuild(dest: str, cc: str = "cc", folder: str = HERE) -> List[str]:
     architecture into ``dest``; returns the paths written (none for an architecture without
     variants). Raises ``RuntimeError`` with the compiler's message when a variant fails to
     build (nothing is then left half-written)."""
+    if shutil.which(cc) is None:
+        raise RuntimeError(f"no C compiler: {cc!r} is not on PATH")
     os.makedirs(dest, exist_ok=True)
-    tag = source_hash(folder)
     written = []
     for name, extra, _ in variants():
-        out = os.path.join(dest, f"ashlib_native-{tag}-{name}.so")
+        out = os.path.join(dest, file_name(name, extra, folder))
         tmp = out + ".tmp"
         proc = subprocess.run([cc, *FLAGS_COMMON, *extra, *sources(folder), "-o", tmp, "-lm"],
                               capture_output=True, text=True)
@@ -83,24 +105,29 @@ def prebuild(dest: str, cc: str = "cc", folder: str = HERE) -> List[str]:
     return written
 
 
-def find(cpu_flags: str, folder: str = HERE, prebuilt_dir: Optional[str] = None) -> Optional[str]:
+def find(flags: Optional[str] = None, folder: str = HERE, prebuilt_dir: Optional[str] = None) -> Optional[str]:
     """The best prebuilt library this CPU can run that was built from ``folder``'s sources, or
-    None. ``cpu_flags`` is the flags line of /proc/cpuinfo (empty: only the baseline)."""
-    where = prebuilt_dir or os.environ.get("ASHLIB_PREBUILT_DIR") or PREBUILT_DIR
+    None. ``flags`` is the flags line of /proc/cpuinfo (default: this machine's, see
+    :func:`cpu_flags`); ``prebuilt_dir`` defaults to ``$ASHLIB_PREBUILT_DIR``, else the
+    package's own ``_prebuilt`` folder."""
+    where = prebuilt_dir or prebuilt_folder()
     if not os.path.isdir(where):
         return None
-    have = set(cpu_flags.replace(":", " ").split())
-    tag = source_hash(folder)
-    for name, _, needs in variants():
-        path = os.path.join(where, f"ashlib_native-{tag}-{name}.so")
+    have = set((cpu_flags() if flags is None else flags).replace(":", " ").split())
+    for name, extra, needs in variants():
+        path = os.path.join(where, file_name(name, extra, folder))
         if os.path.exists(path) and all(n in have for n in needs):
             return path
     return None
+
+
+def prebuilt_folder() -> str:
+    """Where prebuilt kernels are looked for: ``$ASHLIB_PREBUILT_DIR``, else the package's own."""
+    return os.environ.get("ASHLIB_PREBUILT_DIR") or PREBUILT_DIR
 
 
 def is_prebuilt(path: Optional[str]) -> bool:
     """Whether ``path`` (a loaded library) is one of the prebuilt ones."""
     if not path:
         return False
-    where = os.environ.get("ASHLIB_PREBUILT_DIR") or PREBUILT_DIR
-    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(where)
+    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(prebuilt_folder())
