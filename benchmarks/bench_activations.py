@@ -434,8 +434,11 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
     """Forward+backward of each op, and of F.silu, each timed ALONE in a fresh process with glibc's
     default allocator, as a model that uses one activation runs; the processes alternate (silu,
     op 1, op 2, ..., silu, op 1, ...) for ``rounds`` rounds so that drift in the machine's speed
-    reaches every op alike. Returns per op and shape: the median over rounds of each process's
-    median time, its ratio to F.silu's, and both ops' mean minor page faults per call.
+    reaches every op alike. Each process times its op once glibc has settled (:func:`settle`: up
+    to SETTLE_CALLS calls first), as a training loop runs after its first steps. Returns per op
+    and shape: the median over rounds of each process's median time, its ratio to F.silu's, both
+    ops' mean minor page faults per timed call, and the most warm-up calls any of their
+    processes needed (SETTLE_CALLS: it did not settle).
 
     In one process with many ops, memory one op frees and glibc returns to the system is
     faulted in again by whichever op allocates next, so an op's time depends on its neighbours;
@@ -443,6 +446,7 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
     (:func:`run_isolated`); the rows say which routes and native kernels the op's processes used."""
     times = {op: {sh: [] for sh in shapes} for op in ["silu"] + list(op_names)}
     faults = {op: {sh: [] for sh in shapes} for op in times}
+    warm = {op: {sh: [] for sh in shapes} for op in times}
     routes, kernels = set(), set()
     for _ in range(rounds):
         for op in times:
@@ -451,6 +455,7 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
             for r in run_isolated(argv, env=env)["activations"]:
                 times[op][r["shape"]].append(r["fwdbwd_s"])
                 faults[op][r["shape"]].append(r["fwdbwd_faults"])
+                warm[op][r["shape"]].append(r["settle_calls"])
                 if op != "silu":
                     routes.add(r["ash_route"])
                     kernels.add(r["kernels"])
@@ -460,6 +465,7 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
             t, ts = statistics.median(times[op][sh]), statistics.median(times["silu"][sh])
             out.append({"op": op, "shape": sh, "fwdbwd_s": t, "silu_fwdbwd_s": ts, "fwdbwd_vs_silu": t / ts,
                         "faults": statistics.mean(faults[op][sh]), "silu_faults": statistics.mean(faults["silu"][sh]),
+                        "settle_calls": max(warm[op][sh]), "silu_settle_calls": max(warm["silu"][sh]),
                         "rounds": rounds, "reps": reps, "ash_eager_route": "/".join(sorted(routes)),
                         "kernels": "/".join(sorted(k for k in kernels if k)) or None})
     return out
@@ -472,17 +478,43 @@ def _ash_route() -> str:
     return "cpp" if native.eager_ops(wait=True) and FU._fast_ready() else "python"
 
 
+#: forward+backward calls an --alone process makes at most before timing, waiting for glibc to settle
+SETTLE_CALLS = 40
+
+
+def settle(f: Callable, x: torch.Tensor, max_calls: int = SETTLE_CALLS, quiet: int = 3) -> int:
+    """Run forward+backward of ``f`` on ``x`` until ``quiet`` calls in a row take no page fault,
+    or ``max_calls`` calls; returns the number of calls made.
+
+    With glibc's default settings the first calls of a process fault in their large blocks again
+    and again, until glibc has raised its mmap and trim thresholds past them (after a few calls
+    on the 16 MiB map). A training run spends all but its first steps after that point; timing
+    the first handful of calls measures that transient instead, and which op happens to be in it."""
+    g = torch.randn_like(x)
+    calm = 0
+    for n in range(1, max_calls + 1):
+        f0 = minor_faults()
+        xx = x.detach().requires_grad_()
+        f(xx).backward(g)
+        calm = calm + 1 if minor_faults() == f0 else 0
+        if calm >= quiet:
+            return n
+    return max_calls
+
+
 def _run_alone(op: str, shapes: List[str], reps: int, out: str) -> dict:
-    """--alone: one op, float32, forward+backward only, nothing else in the process."""
+    """--alone: one op, float32, forward+backward only, nothing else in the process; timed once
+    glibc has settled (:func:`settle`)."""
     route = _ash_route()
     rows = []
     for sname in shapes:
         torch.manual_seed(0)
         x = torch.randn(SHAPES[sname])
         fns = ops("cpu", x.shape[1] if x.dim() >= 2 else 1, STAT_DIMS.get(sname), "compile" in op)
+        warm = settle(fns[op], x)
         t = time_ops({op: fns[op]}, x, reps, "cpu", set(), forward=False)
         rows.append({"shape": sname, "op": op, "fwdbwd_s": t[op]["fwdbwd"], "fwdbwd_faults": t[op]["faults"],
-                     "ash_route": route, "kernels": _kernels_loaded()})
+                     "ash_route": route, "kernels": _kernels_loaded(), "settle_calls": warm})
     result = {"activations": rows}
     with open(out, "w") as fh:
         json.dump(result, fh)

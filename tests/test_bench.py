@@ -144,3 +144,19 @@ def test_alone_ratios_on_a_machine_without_compilers(tmp_path):
     expected = prebuilt.find(prebuilt_dir=str(pb))  # None on a CPU that cannot run the variant
     assert r["kernels"] == (os.path.basename(expected) if expected else None), (r, platform.machine())
     assert r["ash_eager_route"] == "python" and r["fwdbwd_s"] > 0
+
+
+def test_settle_waits_for_calls_without_page_faults(monkeypatch):
+    """settle() runs forward+backward until `quiet` calls in a row fault nothing, or gives up at
+    max_calls; a fake fault counter drives it."""
+    import torch
+    pairs = [(0, 5), (5, 5), (5, 5), (5, 9), (9, 9), (9, 9), (9, 9)]  # (before, after) each call
+    it = iter([v for p in pairs for v in p] + [9] * 100)
+    monkeypatch.setattr(BA, "minor_faults", lambda: next(it))
+    calls = []
+    n = BA.settle(lambda t: (calls.append(1), t * 2)[1], torch.ones(3), max_calls=10, quiet=3)
+    # calls: (0->5) fault, (5->5) calm, (5->5) calm, (5->9) fault, then three calm calls
+    assert n == 7 and len(calls) == 7
+    it2 = iter(range(0, 1000, 7))  # every call faults: it gives up at max_calls
+    monkeypatch.setattr(BA, "minor_faults", lambda: next(it2))
+    assert BA.settle(lambda t: t * 2, torch.ones(3), max_calls=4, quiet=3) == 4
