@@ -124,6 +124,12 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def _fwdbwd(f: Callable, x: torch.Tensor, g: torch.Tensor) -> None:
+    """One forward+backward of ``f`` on a fresh leaf copy of ``x``, with upstream gradient ``g``."""
+    xx = x.detach().requires_grad_()
+    f(xx).backward(g)
+
+
 def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, slow: set,
              forward: bool = True) -> Dict[str, dict]:
     """Median seconds of forward (no grad; unless not ``forward``) and forward+backward, ops
@@ -136,8 +142,7 @@ def time_ops(fns: Dict[str, Callable], x: torch.Tensor, reps: int, device: str, 
             f(x)
 
     def fwdbwd(f):
-        xx = x.detach().requires_grad_()
-        f(xx).backward(g)
+        _fwdbwd(f, x, g)
 
     kinds = (("fwd", fwd), ("fwdbwd", fwdbwd)) if forward else (("fwdbwd", fwdbwd),)
     for f in fns.values():  # warm-up
@@ -494,8 +499,7 @@ def settle(f: Callable, x: torch.Tensor, max_calls: int = SETTLE_CALLS, quiet: i
     calm = 0
     for n in range(1, max_calls + 1):
         f0 = minor_faults()
-        xx = x.detach().requires_grad_()
-        f(xx).backward(g)
+        _fwdbwd(f, x, g)
         calm = calm + 1 if minor_faults() == f0 else 0
         if calm >= quiet:
             return n

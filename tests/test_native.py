@@ -339,3 +339,22 @@ def test_x86_without_fma_takes_the_aten_path(monkeypatch):
     with pytest.warns(RuntimeWarning, match="no FMA"):
         assert native.library() is None
     assert FU.select_backend(torch.zeros(2, 3)) == "aten"
+
+
+def test_fallback_builds_are_the_portable_variants_the_cpu_runs(monkeypatch):
+    """When -march=native does not compile, build() tries the portable variants this CPU can run
+    (the prebuilt ones' flags), then the compiler's default target, but never that on x86-64,
+    where it has no FMA and the kernels would be slower than the ATen path."""
+    import platform
+    from ashlib.ops.native import prebuilt
+    v3 = native._FLAGS_COMMON + ["-march=x86-64-v3"]
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "flags\t: " + " ".join(prebuilt._X86_V3_NEEDS))
+    assert native._fallback_flags() == [v3]
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "flags\t: fpu sse2 avx fma")  # no AVX2
+    assert native._fallback_flags() == []
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "Features\t: fp asimd")
+    assert native._fallback_flags() == [native._FLAGS_COMMON + ["-march=armv8-a"], native._FLAGS_PORTABLE]
+    monkeypatch.setattr(platform, "machine", lambda: "ppc64le")
+    assert native._fallback_flags() == [native._FLAGS_PORTABLE]

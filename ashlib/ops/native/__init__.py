@@ -46,7 +46,15 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = prebuilt.sources(_HERE)
 _FLAGS_COMMON = prebuilt.FLAGS_COMMON  # (why these: see there)
 _FLAGS_NATIVE = _FLAGS_COMMON + ["-march=native"]
-_FLAGS_PORTABLE = _FLAGS_COMMON
+_FLAGS_PORTABLE = _FLAGS_COMMON  # the compiler's default target
+
+
+def _fallback_flags() -> list:
+    """What :func:`build` tries when ``-march=native`` fails: the portable variants this CPU runs
+    (:func:`prebuilt.runnable`), then the compiler's default target, except on x86-64, where that
+    has no FMA and the kernels would be slower than the ATen path."""
+    out = [_FLAGS_COMMON + extra for _, extra, _ in prebuilt.runnable(_cpu_flags())]
+    return out if platform.machine().lower() in prebuilt.X86 else out + [_FLAGS_PORTABLE]
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
@@ -107,7 +115,8 @@ def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
     exclusive lock on a file in the cache folder, so one process compiles and the others wait and
     then load its result. The compiler writes to a temporary file that is moved into place
     atomically; temporary files left by a build that was killed are removed by the next one.
-    Raises ``RuntimeError`` with the compiler's message when compilation fails.
+    Without ``flags`` it tries ``-march=native``, then :func:`_fallback_flags`. Raises
+    ``RuntimeError`` with the compiler's message when compilation fails.
     """
     cc = cc or os.environ.get("CC") or "cc"
     if shutil.which(cc) is None:
@@ -117,7 +126,7 @@ def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
         with open(path, "rb") as fh:
             src += fh.read()
     errors = []
-    for fl in ([flags] if flags else [_FLAGS_NATIVE, _FLAGS_PORTABLE]):
+    for fl in ([flags] if flags else [_FLAGS_NATIVE, *_fallback_flags()]):
         key = src + " ".join(fl).encode() + _compiler_version(cc).encode() + _cpu_flags().encode()
         path = _cached_build("ashlib_native", key, lambda out, fl=fl: [cc, *fl, *SOURCES, "-o", out, "-lm"], errors)
         if path:
@@ -239,7 +248,7 @@ def _x86_without_fma() -> bool:
     library call, and they would run about 30x slower than F.silu, several times slower than
     the ATen path. False where the CPU's flags cannot be read."""
     flags = _cpu_flags().replace(":", " ").split()
-    return platform.machine().lower() in ("x86_64", "amd64") and bool(flags) and "fma" not in flags
+    return platform.machine().lower() in prebuilt.X86 and bool(flags) and "fma" not in flags
 
 
 def _build_or_prebuilt() -> str:

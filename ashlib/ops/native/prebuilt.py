@@ -38,7 +38,7 @@ FLAGS_COMMON = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-ffinite-math-only",
 _X86_V3_NEEDS = ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave")
 VARIANTS = {
     "x86_64": [("x86-64-v3", ["-march=x86-64-v3"], _X86_V3_NEEDS)],
-    "amd64": [("x86-64-v3", ["-march=x86-64-v3"], _X86_V3_NEEDS)],
+    "amd64": [("x86-64-v3", ["-march=x86-64-v3"], _X86_V3_NEEDS)],  # (Windows' name for it)
     "aarch64": [("armv8-a", ["-march=armv8-a"], ())],
     "arm64": [("armv8-a", ["-march=armv8-a"], ())],
 }
@@ -77,9 +77,20 @@ def file_name(name: str, extra_flags: Sequence[str], folder: str = HERE) -> str:
     return f"ashlib_native-{source_hash(folder, extra_flags)}-{name}.so"
 
 
+#: what platform.machine() says on x86-64 (lower case)
+X86 = ("x86_64", "amd64")
+
+
 def variants() -> list:
     """The portable variants of this machine's architecture (see VARIANTS), best first."""
     return VARIANTS.get(platform.machine().lower(), [])
+
+
+def runnable(flags: Optional[str] = None) -> list:
+    """The variants this CPU can run, best first: those whose needs are all in ``flags`` (the
+    flags line of /proc/cpuinfo; default: this machine's, see :func:`cpu_flags`)."""
+    have = set((cpu_flags() if flags is None else flags).replace(":", " ").split())
+    return [v for v in variants() if all(n in have for n in v[2])]
 
 
 def prebuild(dest: str, cc: str = "cc", folder: str = HERE) -> List[str]:
@@ -113,10 +124,9 @@ def find(flags: Optional[str] = None, folder: str = HERE, prebuilt_dir: Optional
     where = prebuilt_dir or prebuilt_folder()
     if not os.path.isdir(where):
         return None
-    have = set((cpu_flags() if flags is None else flags).replace(":", " ").split())
-    for name, extra, needs in variants():
+    for name, extra, _ in runnable(flags):
         path = os.path.join(where, file_name(name, extra, folder))
-        if os.path.exists(path) and all(n in have for n in needs):
+        if os.path.exists(path):
             return path
     return None
 
