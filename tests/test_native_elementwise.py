@@ -354,6 +354,56 @@ def test_saved_tensors_are_x_and_the_parameter():
         y.sum().backward()
 
 
+def test_polynomial_tables_in_the_c_file_meet_their_stated_error():
+    """EXPM1_POLY and ATANH_POLY as the C file holds them (rounded to float32) against mpmath on a
+    dense grid, with the weights of scripts/fit_polynomials.py: a table edited by hand, or one
+    that no longer matches its comment, fails here."""
+    import importlib.util
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("fit_polynomials", os.path.join(root, "scripts", "fit_polynomials.py"))
+    fp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fp)
+    with open(os.path.join(root, "ashlib", "ops", "native", "elementwise_cpu.c")) as fh:
+        src = fh.read()
+    bounds = {"EXPM1_POLY": 8e-8, "ATANH_POLY": 1e-9}  # the comments say 6.2e-8 and 8.1e-10 before rounding
+    for name, bound in bounds.items():
+        body = re.search(name + r"\[(\d+)\] = \{([^}]*)\}", src)
+        coefficients = [float(torch.tensor(float(v.strip().rstrip("f")), dtype=torch.float32))
+                        for v in body.group(2).split(",")]
+        assert len(coefficients) == int(body.group(1)) == fp.POLYNOMIALS[name][2] + 1
+        assert fp.max_error(name, coefficients, points=4001) <= bound, name
+        # and the script still produces them (to float32)
+        refit, _ = fp.fit(name)
+        assert torch.equal(torch.tensor(refit, dtype=torch.float32), torch.tensor(coefficients, dtype=torch.float32))
+
+
+def test_gumbel_dalpha_across_the_series_switch_and_for_tiny_q(monkeypatch):
+    """dy/dalpha of the adaptive Gumbel where the native backward switches formulas (q = alpha e^x
+    = 13/32) and where q is so small that q^2 underflows in float32 while h/alpha^2 is still above
+    1e-30 (alpha = 2^-30, 1e-6): per element, against the float64 reference, all in the kernels
+    (q up to where L = log1p(q)/alpha reaches 10 and the element would go to float64)."""
+    fn = OPS["adaptive_gumbel"][0]
+    spy = Spy(monkeypatch)
+    bad = {}
+    for av in (2.0 ** -30, 1e-6, 1e-3, 1.0, 37.0, 1e3):
+        a32 = float(torch.tensor(av, dtype=torch.float32))
+        q_max = 100.0 if a32 > 1 else min(100.0, math.expm1(9.0 * a32))
+        q = torch.logspace(-24, math.log10(q_max), 4001, dtype=torch.float64)
+        if q_max > 0.5:
+            q = torch.cat([q, 13 / 32 * (1 + torch.linspace(-1e-5, 1e-5, 201, dtype=torch.float64))])
+        x = torch.log(q / a32).float()
+        a = torch.full(x.shape, av, dtype=torch.float32)
+        up = torch.ones_like(x)
+        got, ref = _run(fn, x, a, up), _ref("adaptive_gumbel", x, a, up)
+        for name, o, r in zip(("y", "dx", "dalpha"), got, ref):
+            e = _relerr(o, r)
+            if not e <= TOL:
+                bad[(name, av)] = e
+    assert not bad, bad
+    assert spy.native == 12 and spy.aten == 0 and spy.patches == 0, (spy.native, spy.aten, spy.patches)
+
+
 def test_vectorised_expm1_and_log1p():
     """The polynomial expm1 and log1p of elementwise_cpu.c within 4 float32 ulps of float64."""
     lib = native.library()

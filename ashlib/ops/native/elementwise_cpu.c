@@ -32,14 +32,14 @@
 
 #include "vecmath.h"
 
-/* expm1: the Taylor coefficients 1/8!, ..., 1/2 of (e^r - 1 - r)/r^2 */
-static const float EXPM1_POLY[7] = {2.48015873015873e-5f, 1.984126984126984e-4f, 1.388888888888889e-3f, 8.333333333333333e-3f, 4.166666666666667e-2f, 1.666666666666667e-1f, 0.5f};
-/* log1p: P of log1p_f32 (the Cephes logf coefficients) */
-static const float LOG1P_POLY[9] = {7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f};
+/* expm1: (e^r - 1 - r)/r^2 on |r| <= ln2/2, degree 4, near-minimax (scripts/fit_polynomials.py;
+ * error 6.2e-8 relative to expm1(r)) */
+static const float EXPM1_POLY[5] = {0.0013881423913477153f, 0.008363093171707081f, 0.04166709124095812f, 0.166665777444986f, 0.49999999198656614f};
+/* log1p: (atanh(s)/s - 1)/s^2 as a polynomial in s^2 for |s| <= 3 - 2 sqrt(2), degree 2 (the same
+ * script; error 8.1e-10 relative to atanh(s)/s) */
+static const float ATANH_POLY[3] = {0.14935865788949446f, 0.19988770703324032f, 0.33333388191682145f};
 /* Swish: silu'(u)/(u - root) near the zero of silu' (see swish_bwd) */
 static const float SWISH_ROOT_POLY[7] = {7.9852188183979978e-4f, 1.26627410081122e-4f, -6.6065891383566964e-3f, -1.5222655223188032e-2f, 1.8874814223782313e-2f, 1.466487969969469e-1f, 2.178117057198001e-1f};
-/* adaptive Gumbel: the series of dL/dalpha for small q (see gumbel_bwd) */
-static const float GUMBEL_SERIES_POLY[9] = {1.9794268894921195e-6f, -9.7582654151162212e-6f, 4.3478933744754567e-5f, -2.1225798804737851e-4f, 1.0308095932528334e-3f, -4.9208045905160419e-3f, 2.2890460239175316e-2f, -1.0059362797564093e-1f, 3.7029682102735609e-1f};
 
 #define EW_BLOCK 512 /* elements per float32 partial sum and per int32 count */
 #define EW_AI __attribute__((always_inline))
@@ -74,9 +74,9 @@ static inline float exp0_f32(float v) { return zero_if(v < EXP_LO, exp_f32(clamp
 
 /* expm1(v), relative error about 2 ulp (v is clamped to [EXP_LO, EXP_HI]; expm1(-87) is -1 in
  * float32). The reduction of exp_f32, v = k ln2 + r with |r| <= ln2/2, then
- * expm1(v) = 2^k expm1(r) + (2^k - 1) in one rounding; expm1(r) = r + r^2 P(r) with the degree
- * 8 Taylor polynomial (truncation below 6e-10 relative). For k = 0 (|v| < ln2/2) this is
- * expm1(v) itself, with no cancellation; elsewhere |expm1(v)| > 0.29. */
+ * expm1(v) = 2^k expm1(r) + (2^k - 1) in one rounding; expm1(r) = r + r^2 P(r), P of degree 4
+ * (EXPM1_POLY, by Estrin's scheme). For k = 0 (|v| < ln2/2) this is expm1(v) itself, with no
+ * cancellation; elsewhere |expm1(v)| > 0.29. */
 static inline float expm1_f32(float v) {
     v = clampf(v, EXP_LO, EXP_HI);
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
@@ -84,27 +84,37 @@ static inline float expm1_f32(float v) {
     float kf = km - magic;
     float r = fmaf(kf, -0.693145751953125f, v);
     r = fmaf(kf, -1.428606765330187e-06f, r);
-    float p = horner_f32(r, EXPM1_POLY, 7);
+    float p = estrin_f32(r, EXPM1_POLY, 5);
     float em = fmaf(r * r, p, r);
     float t = bits_f32(0x3F800000u + (f32_bits(km) << 23)); /* 2^k (the low bits of km hold k) */
     return fmaf(t, em, t - 1.0f);
 }
 
-/* log1p(q) for 0 <= q < 2^126, relative error about 1 ulp, with no division: m = 1 + q (rounded)
- * gives k with m = 2^k f, f in [sqrt(1/2), sqrt(2)); then 1 + q = 2^k (1 + z) with
- * z = q 2^-k + (2^-k - 1) in one rounding (2^-k - 1 is exact for k <= 24, and z = q exactly for
- * k = 0), and log(1 + z) = z - z^2/2 + z^3 P(z), P the Cephes logf polynomial of degree 8. */
-static inline float log1p_f32(float q) {
+/* log1p(q) for 0 <= q < 2^126, relative error about 2 ulp: m = 1 + q (rounded) gives k with
+ * m = 2^k f, f in [sqrt(1/2), sqrt(2)); then 1 + q = 2^k (1 + z) with z = q 2^-k + (2^-k - 1) in
+ * one rounding (2^-k - 1 is exact for k <= 24, and z = q exactly for k = 0), and
+ * log(1 + z) = 2 atanh(s) = 2s + 2s s^2 P(s^2), s = z/(2 + z), |s| <= 0.172, P of degree 2
+ * (ATANH_POLY). The division goes to the divider, which the rest of the loop leaves idle; the
+ * series in s needs 3 coefficients where one in z needs 9. */
+static inline float log1p_parts_f32(float q, float *s_out, float *s2p_out) {
     float m = 1.0f + q;
     uint32_t ix = f32_bits(m) + (0x3F800000u - 0x3F3504F3u);
     float kf = (float)((int32_t)(ix >> 23) - 127);
     float sc = bits_f32((254u << 23) - (ix & 0xFF800000u)); /* 2^-k */
     float z = fmaf(q, sc, sc - 1.0f);
-    float z2 = z * z;
-    float p = horner_f32(z, LOG1P_POLY, 9);
-    float r = fmaf(-0.5f, z2, (z * z2) * p);
+    float s = z / (2.0f + z);
+    float u = s * s;
+    float s2 = s + s;
+    float s2p = s2 * horner_f32(u, ATANH_POLY, 3);
+    *s_out = s;
+    *s2p_out = s2p;
     /* ln 2 = 0.693359375 - 2.12194440e-4: kf times the first part is exact */
-    return fmaf(kf, 0.693359375f, z + fmaf(kf, -2.12194440e-4f, r));
+    return fmaf(kf, 0.693359375f, s2 + fmaf(kf, -2.12194440e-4f, s2p * u));
+}
+/* log1p(q), and (for adaptive Gumbel's backward) s and 2s P(s^2) of the reduction */
+static inline float log1p_f32(float q) {
+    float s, s2p;
+    return log1p_parts_f32(q, &s, &s2p);
 }
 
 /* --- parameter checks ----------------------------------------------------------------------- */
@@ -194,9 +204,12 @@ static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, i
 /* Adaptive Gumbel: y = 1 - e^{-L}, L = log1p(q)/a, q = a e^x (x taken at min(x, 60); above,
  * log1p(q) grows by x - 60). Hard where L > 10 (log1p(q) > 10 a) or x is not finite; L is capped
  * at 20 so that hard elements stay finite. dy/dx = e^{-L} e^x/(1 + q);
- * dy/da = -e^{-L} h/a^2, h = log1p(q) - q/(1 + q), formed for q < 1/2 (where h cancels) as
- * -e^{-L} e^{2x} g(q), g(q) = h/q^2 from a degree 8 polynomial in 4q - 1 (Chebyshev
- * interpolation, relative error 5e-9). */
+ * dy/da = -e^{-L} h/a^2, h = log1p(q) - q/(1 + q). For q < 13/32 (< sqrt(2) - 1) the reduction
+ * of log1p_f32 has k = 0, z = q and s = q/(2 + q), so that q/(1 + q) = 2s/(1 + s), 2/(1 + s) =
+ * 1 + 1/(1 + q) and h = 2 atanh(s) - 2s/(1 + s) = s^2 (1 + 1/(1 + q) + 2s P(s^2)): no
+ * cancellation, and no term that underflows where h/a^2 matters (s/a = e^x/(2 + q) is formed
+ * first). Above, h >= 0.052 and the difference loses at most 12 ulp. */
+#define GU_Q_SERIES 0.40625f /* 13/32 < sqrt(2) - 1: 1 + q rounds below sqrt(2), so k = 0 */
 #define GU_X_CLAMP 60.0f
 #define GU_L_HARD 10.0f
 static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx, int na, float *y, float *dx,
@@ -205,7 +218,8 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
     float xc = clampf(xv, -FLT_MAX, GU_X_CLAMP);
     float ex = exp0_f32(xc);
     float q = a * ex;
-    float lq = log1p_f32(q) + clampf(xv - GU_X_CLAMP, 0.0f, FLT_MAX);
+    float s, s2p;
+    float lq = log1p_parts_f32(q, &s, &s2p) + clampf(xv - GU_X_CLAMP, 0.0f, FLT_MAX);
     int hard = nonfinite_f32(xv) | (lq > GU_L_HARD * a);
     float Lc = clampf(lq, 0.0f, 2.0f * GU_L_HARD * a);
     float L = Lc * ia;
@@ -215,13 +229,10 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
         float rm = 1.0f / (1.0f + q);
         if (nx) *dx = gv * ((ex * rm) * E);
         if (na) {
-            float h = Lc - q * rm; /* Lc = lq wherever the element is not hard */
-            float large = ((E * h) * ia) * ia;
-            float t = fmaf(4.0f, q, -1.0f);
-            float p = horner_f32(t, GUMBEL_SERIES_POLY, 9);
-            float exs = clampf(ex, 0.0f, 1e9f); /* where q < 1/2, ex < 2^-1/a <= 2^29: unchanged */
-            float small = ((E * exs) * p) * exs;
-            float v = -gv * select_f32(q < 0.5f, small, large);
+            float sa = s * ia;
+            float small = (sa * sa) * ((1.0f + rm) + s2p);
+            float large = (Lc - q * rm) * (ia * ia); /* Lc = lq wherever the element is not hard */
+            float v = -gv * (E * select_f32(q < GU_Q_SERIES, small, large));
             *da = zero_if(hard, v);
         }
     }
