@@ -83,6 +83,7 @@ SIGNATURES = {
     "gumbel_hard": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
     "ew_expm1": ([_i64, _p, _p], None, ("f32",)),
     "ew_log1p": ([_i64, _p, _p], None, ("f32",)),
+    "ew_exp": ([_i64, _p, _p], None, ("f32",)),
 }
 
 

@@ -70,7 +70,7 @@ static inline float select_f32(int c, float a, float b) {
 static inline float abs_f32(float v) { return bits_f32(f32_bits(v) & 0x7FFFFFFFu); }
 
 /* exp(v) for v <= 88, and exactly 0 below EXP_LO (where exp_f32 alone would clamp to e^-87) */
-static inline float exp0_f32(float v) { return zero_if(v < EXP_LO, exp_f32(clampf(v, EXP_LO, EXP_HI))); }
+static inline float exp0_f32(float v) { return zero_if(v < EXP_LO, exp_estrin_f32(clampf(v, EXP_LO, EXP_HI))); }
 
 /* expm1(v), relative error about 2 ulp (v is clamped to [EXP_LO, EXP_HI]; expm1(-87) is -1 in
  * float32). The reduction of exp_f32, v = k ln2 + r with |r| <= ln2/2, then
@@ -156,7 +156,7 @@ static inline EW_AI int swish_elem(float xv, float b, float gv, int ny, int nx, 
     float u = b * xs;
     float au = u < 0.0f ? -u : u;
     int hard = hard_x | (au > SW_U_BIG);
-    float e = exp_f32(clampf(-u, EXP_LO, EXP_HI));
+    float e = exp_estrin_f32(clampf(-u, EXP_LO, EXP_HI));
     float s = 1.0f / (1.0f + e); /* S(u) */
     if (ny) *y = xs * s;
     if (nx || na) {
@@ -225,7 +225,7 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
     float L = Lc * ia;
     if (ny) *y = abs_f32(expm1_f32(-L)); /* 1 - e^{-L} >= 0: +0, not -0, at L = 0 */
     if (nx || na) {
-        float E = exp_f32(-L);
+        float E = exp_estrin_f32(-L);
         float rm = 1.0f / (1.0f + q);
         if (nx) *dx = gv * ((ex * rm) * E);
         if (na) {
@@ -380,7 +380,11 @@ DEFINE_ELEMENTWISE(relu, bf16, uint16_t, positive_params_ok)
 DEFINE_ELEMENTWISE(gumbel, f32, float, positive_params_ok)
 DEFINE_ELEMENTWISE(gumbel, bf16, uint16_t, positive_params_ok)
 
-/* For the tests: the vectorised expm1 and log1p on an array. */
+/* For the tests: the vectorised exp (Estrin), expm1 and log1p on an array. */
+void ew_exp_f32(int64_t n, const float *x, float *y) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; ++i) y[i] = exp_estrin_f32(x[i]);
+}
 void ew_expm1_f32(int64_t n, const float *x, float *y) {
     _Pragma("omp simd")
     for (int64_t i = 0; i < n; ++i) y[i] = expm1_f32(x[i]);

@@ -46,13 +46,13 @@ static const float EXP_POLY[7] = {1.3941108481958508e-3f, 8.37512593716383e-3f, 
  * clamp keeps both exp(v) and 1 + exp(v) normal and finite. */
 #define EXP_LO (-87.0f)
 #define EXP_HI 88.0f
-static inline float exp_f32(float v) {
+static inline float exp_poly_f32(float v, int estrin) {
     const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float km = fmaf(v, 1.44269504088896341f, magic);
     float kf = km - magic;
     float r = fmaf(kf, -0.693145751953125f, v);  /* ln2, high part: kf * it is exact */
     r = fmaf(kf, -1.428606765330187e-06f, r);    /* ln2, low part */
-    float p = horner_f32(r, EXP_POLY, 7);
+    float p = estrin ? estrin_f32(r, EXP_POLY, 7) : horner_f32(r, EXP_POLY, 7);
     /* the low bits of km hold k (two's complement): shifted into the exponent field they
      * multiply p by 2^k; p*2^k stays normal for k in [-126, 127] */
     union { float f; uint32_t u; } pk, kb;
@@ -61,6 +61,12 @@ static inline float exp_f32(float v) {
     pk.u += kb.u << 23;
     return pk.f;
 }
+/* ASH's kernels take Horner's rule: they are limited by memory traffic, where the shorter chain
+ * measured no gain, and they keep their results bit for bit. The element-wise kernels (adaptive
+ * Gumbel, adaptive ReLU, Swish) are limited by arithmetic and take Estrin's scheme (adaptive
+ * Gumbel's kernels 3.5% faster, measured in one run on an AVX-512 EPYC). */
+static inline float exp_f32(float v) { return exp_poly_f32(v, 0); }
+static inline float exp_estrin_f32(float v) { return exp_poly_f32(v, 1); }
 
 /* v finite and v <= lim, by the exponent bits: the build assumes finite math
  * (-ffinite-math-only), under which a comparison may not see a nan or an inf */
