@@ -77,8 +77,7 @@ static inline float exp0_f32(float v) { return zero_if(v < EXP_LO, exp_estrin_f3
  * expm1(v) = 2^k expm1(r) + (2^k - 1) in one rounding; expm1(r) = r + r^2 P(r), P of degree 4
  * (EXPM1_POLY, by Estrin's scheme). For k = 0 (|v| < ln2/2) this is expm1(v) itself, with no
  * cancellation; elsewhere |expm1(v)| > 0.29. */
-static inline float expm1_f32(float v) {
-    v = clampf(v, EXP_LO, EXP_HI);
+static inline float expm1_inrange_f32(float v) { /* v in [EXP_LO, EXP_HI] already */
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
     float km = fmaf(v, 1.44269504088896341f, magic);
     float kf = km - magic;
@@ -89,6 +88,7 @@ static inline float expm1_f32(float v) {
     float t = bits_f32(0x3F800000u + (f32_bits(km) << 23)); /* 2^k (the low bits of km hold k) */
     return fmaf(t, em, t - 1.0f);
 }
+static inline float expm1_f32(float v) { return expm1_inrange_f32(clampf(v, EXP_LO, EXP_HI)); }
 
 /* log1p(q) for 0 <= q < 2^126, relative error about 2 ulp: m = 1 + q (rounded) gives k with
  * m = 2^k f, f in [sqrt(1/2), sqrt(2)); then 1 + q = 2^k (1 + z) with z = q 2^-k + (2^-k - 1) in
@@ -215,15 +215,14 @@ static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, i
 static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx, int na, float *y, float *dx,
                                     float *da) {
     float ia = 1.0f / a;
-    float xc = clampf(xv, -FLT_MAX, GU_X_CLAMP);
-    float ex = exp0_f32(xc);
+    float ex = zero_if(xv < EXP_LO, exp_estrin_f32(clampf(xv, EXP_LO, GU_X_CLAMP))); /* exp0_f32(min(x, 60)) */
     float q = a * ex;
     float s, s2p;
     float lq = log1p_parts_f32(q, &s, &s2p) + clampf(xv - GU_X_CLAMP, 0.0f, FLT_MAX);
     int hard = nonfinite_f32(xv) | (lq > GU_L_HARD * a);
     float Lc = clampf(lq, 0.0f, 2.0f * GU_L_HARD * a);
     float L = Lc * ia;
-    if (ny) *y = abs_f32(expm1_f32(-L)); /* 1 - e^{-L} >= 0: +0, not -0, at L = 0 */
+    if (ny) *y = abs_f32(expm1_inrange_f32(-L)); /* 1 - e^{-L} >= 0: +0, not -0, at L = 0 (L <= 20) */
     if (nx || na) {
         float E = exp_estrin_f32(-L);
         float rm = 1.0f / (1.0f + q);
