@@ -21,7 +21,8 @@ static inline float horner_f32(float z, const float *c, int n) {
  * Horner in z^4. The same number of operations as Horner's rule, but a dependency chain of about
  * log2(n) + 2 fused multiply-adds instead of n - 1, which is what limits the element-wise kernels
  * (long chains of dependent polynomial steps; the out-of-order window holds too few iterations
- * to hide them). Rounds differently from horner_f32 (same accuracy). n <= 16. */
+ * to hide them). Rounds differently from horner_f32 (about the same accuracy). n <= 16: call it
+ * through ESTRIN, which takes n from the table and refuses a longer one at compile time. */
 static inline float estrin_f32(float z, const float *c, int n) {
     float z2 = z * z, z4 = z2 * z2;
     float t[8], u[4];
@@ -35,6 +36,11 @@ static inline float estrin_f32(float z, const float *c, int n) {
     for (int l = 1; l < k; ++l) p = fmaf(p, z4, u[l]);
     return p;
 }
+#define ESTRIN(z, TABLE)                                                                           \
+    (__extension__({                                                                               \
+        _Static_assert(sizeof(TABLE) / sizeof((TABLE)[0]) <= 16, "estrin_f32 takes n <= 16");       \
+        estrin_f32((z), (TABLE), (int)(sizeof(TABLE) / sizeof((TABLE)[0])));                       \
+    }))
 
 /* exp(r) on [-ln2/2, ln2/2]: degree 6, interpolating at the Chebyshev points (relative error
  * 2.5e-9 in exact arithmetic, 1e-7 in float32; checked in tests/test_native.py) */
@@ -52,7 +58,7 @@ static inline float exp_poly_f32(float v, int estrin) {
     float kf = km - magic;
     float r = fmaf(kf, -0.693145751953125f, v);  /* ln2, high part: kf * it is exact */
     r = fmaf(kf, -1.428606765330187e-06f, r);    /* ln2, low part */
-    float p = estrin ? estrin_f32(r, EXP_POLY, 7) : horner_f32(r, EXP_POLY, 7);
+    float p = estrin ? ESTRIN(r, EXP_POLY) : horner_f32(r, EXP_POLY, 7);
     /* the low bits of km hold k (two's complement): shifted into the exponent field they
      * multiply p by 2^k; p*2^k stays normal for k in [-126, 127] */
     union { float f; uint32_t u; } pk, kb;
