@@ -666,7 +666,6 @@ def _fast_ash(x: Tensor, p: list, eps: float, dims: Tuple[int, ...], backend: Op
         raise
 
 
-
 class _EagerASH(torch.autograd.Function):
     """``torch.ops.ashlib.ash`` and its backward without the dispatcher, for plain eager calls
     (see :func:`ashlib.ops._common.plain_eager`): the same kernels, the same saved tensors (x and

@@ -123,7 +123,7 @@ def build(cc: Optional[str] = None, flags: Optional[list] = None) -> str:
     if shutil.which(cc) is None:
         raise RuntimeError(f"no C compiler: {cc!r} is not on PATH (set CC to use another)")
     src = b""
-    for path in SOURCES + sorted(os.path.join(_HERE, f) for f in os.listdir(_HERE) if f.endswith(".h")):
+    for path in prebuilt.source_files(_HERE):
         with open(path, "rb") as fh:
             src += fh.read()
     errors = []

@@ -69,8 +69,9 @@ static inline float select_f32(int c, float a, float b) {
 /* |v| by clearing the sign bit (under -fno-signed-zeros the compiler may drop a negation of 0) */
 static inline float abs_f32(float v) { return bits_f32(f32_bits(v) & 0x7FFFFFFFu); }
 
-/* exp(v) for v <= 88, and exactly 0 below EXP_LO (where exp_f32 alone would clamp to e^-87) */
-static inline float exp0_f32(float v) { return zero_if(v < EXP_LO, exp_estrin_f32(clampf(v, EXP_LO, EXP_HI))); }
+/* exp(min(v, hi)) for hi <= EXP_HI, and exactly 0 below EXP_LO (where exp_f32 alone would clamp
+ * to e^-87) */
+static inline float exp0_f32(float v, float hi) { return zero_if(v < EXP_LO, exp_estrin_f32(clampf(v, EXP_LO, hi))); }
 
 /* expm1(v), relative error about 2 ulp (v is clamped to [EXP_LO, EXP_HI]; expm1(-87) is -1 in
  * float32). The reduction of exp_f32, v = k ln2 + r with |r| <= ln2/2, then
@@ -192,7 +193,7 @@ static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, i
     float f = -expm1_f32(-u); /* 1 - e^{-u}, relative accuracy for small u */
     if (ny) *y = abs_f32(xp * f); /* >= 0: +0, not -0, for x <= 0 (as the ATen path) */
     if (nx || na) {
-        float e2 = exp0_f32(-0.5f * u); /* e^{-u/2}: no overflow of x^2, no underflow of e^{-u} */
+        float e2 = exp0_f32(-0.5f * u, EXP_HI); /* e^{-u/2}: no overflow of x^2, no underflow of e^{-u} */
         if (nx) *dx = gv * fmaf(clampf(u, 0.0f, 1e4f) * e2, e2, f);
         if (na) {
             float t = e2 * xp;
@@ -218,7 +219,7 @@ static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, i
 static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx, int na, float *y, float *dx,
                                     float *da) {
     float ia = 1.0f / a;
-    float ex = zero_if(xv < EXP_LO, exp_estrin_f32(clampf(xv, EXP_LO, GU_X_CLAMP))); /* exp0_f32(min(x, 60)) */
+    float ex = exp0_f32(xv, GU_X_CLAMP); /* e^{min(x, 60)} */
     float q = a * ex;
     float s, s2p;
     float lq = log1p_parts_f32(q, &s, &s2p) + clampf(xv - GU_X_CLAMP, 0.0f, FLT_MAX);

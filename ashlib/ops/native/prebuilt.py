@@ -61,12 +61,17 @@ def sources(folder: str = HERE) -> List[str]:
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".c"))
 
 
+def source_files(folder: str = HERE) -> List[str]:
+    """The C sources and the headers they include: what a build's identity hashes."""
+    return sources(folder) + sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".h"))
+
+
 def source_hash(folder: str = HERE, extra_flags: Sequence[str] = ()) -> str:
     """A hash of the C sources and headers and of the flags they are compiled with: a prebuilt
     library is loaded only by sources (and flags) that hash the same as the ones it was built
     from (a wheel's own files, not an edited checkout)."""
     h = hashlib.sha256(" ".join([*FLAGS_COMMON, *extra_flags]).encode() + b"\0")
-    for path in sources(folder) + sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".h")):
+    for path in source_files(folder):
         with open(path, "rb") as fh:
             h.update(os.path.basename(path).encode() + b"\0" + fh.read())
     return h.hexdigest()[:20]
