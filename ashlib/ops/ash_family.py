@@ -57,6 +57,7 @@ from torch import Tensor
 
 from . import _common as C
 from . import native as _native
+from .native import blocks as _blocks
 from ._common import mean_sigma_path, split_threshold
 from .. import reference as R
 
@@ -208,7 +209,7 @@ def _native_forward(lib, x2: Tensor, eps: float, zf: float, A: float,
         stats = torch.empty(2, rows, 1, dtype=torch.float64)  # one allocation for mu and sigma
         mp = stats.data_ptr()
         sp = mp + 8 * rows
-    y = torch.empty_like(x2) if out is None else out
+    y = _blocks.empty_like(x2) if out is None else out  # (the block cache: see native/blocks.py)
     fn = lib.ash_forward_f32 if x2.dtype == torch.float32 else lib.ash_forward_bf16
     xp, yp = x2.data_ptr(), y.data_ptr()
     ell = 0.0 if lf is None else lf
@@ -231,7 +232,7 @@ def _native_backward(lib, x2: Tensor, g2: Tensor, mp: int, sp: int, zf: float, A
     No tensor is allocated besides gx: the totals come back in a small ctypes array per thread."""
     x2, g2 = C.plain_values(x2), C.plain_values(g2)
     rows, n = x2.shape
-    gx = torch.empty_like(x2) if need_x else None
+    gx = _blocks.empty_like(x2) if need_x else None
     fn = lib.ash_backward_f32 if x2.dtype == torch.float32 else lib.ash_backward_bf16
     row = n * x2.element_size()
     xp, gp = x2.data_ptr(), g2.data_ptr()
@@ -259,7 +260,7 @@ def _aten_forward(x: Tensor, mu: Tensor, sigma: Tensor, zf: float, A: float, lf:
     x2 = _rows(x)
     cd = C.half_to_float(x.dtype)
     t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
-    out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+    out = _blocks.empty_on(x2.shape, x.dtype, x.device)
     buf = None
     for r0, r1 in _chunks(x2.shape[0], x2.shape[1], chunk_elements):
         xc = x2[r0:r1].to(cd)
@@ -331,7 +332,7 @@ def _aten_backward(x: Tensor, grad: Tensor, mu: Tensor, sigma: Tensor, zf: float
     n_rows, n = x2.shape
     c = 1.0 if lf is None else 1.0 - lf
     t_hi, t_lo = _threshold_split(mu, sigma, zf, cd)
-    gx = torch.empty(x2.shape, dtype=cd, device=x.device) if need_w else None
+    gx = _blocks.empty_on(x2.shape, cd, x.device) if need_w else None
     R1_all = torch.zeros(n_rows, 1, dtype=torch.float64, device=x.device)
     R2_all = torch.zeros_like(R1_all) if need_a else None
     Rl_all = torch.zeros_like(R1_all) if (need_l and lf is not None) else None
@@ -629,6 +630,9 @@ def _fast_ready() -> bool:
         lib = _native.library()
         addresses = [ctypes.cast(getattr(lib, f"ash_{kind}_{suf}"), ctypes.c_void_p).value
                      for kind in ("forward", "backward") for suf in ("f32", "bf16")]
+        pool = _blocks.address_of_pool_functions()
+        if pool is not None:  # the C++ route takes its large outputs from the same block cache
+            addresses += [*pool, _blocks.MIN_BYTES]
         pmin = _native.PARALLEL_MIN_ELEMENTS
         torch.ops.ashlib_eager.set_kernels(addresses, _CANCELLATION_RATIO, _EPS_FAST_MIN, pmin)
         _fast_state["ready"] = pmin
@@ -843,12 +847,12 @@ class RowsView:
         """A fresh tensor in x's shape and memory format, and its (rows, elements) view (None when
         the rows would be a copy): a kernel writes the rows and the tensor is the result."""
         if self.perm is None and self.contiguous:  # the common case, in two calls
-            base = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+            base = _blocks.empty_on(self.shape, self.dtype, self.device)  # (the block cache: native/blocks.py)
             return base, base.view(self.rows, self.n)
         if self.dense is None:
             self.dense = C.is_dense(torch.empty_strided(self.shape, self.stride, dtype=torch.bool, device="meta"))
         if self.dense:
-            base = torch.empty_strided(self.shape, self.stride, dtype=self.dtype, device=self.device)
+            base = _blocks.empty_on(self.shape, self.dtype, self.device, self.stride)
         else:
             base = torch.empty(self.shape, dtype=self.dtype, device=self.device)
         rows = self.to_rows(base)

@@ -336,7 +336,7 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     """What :func:`_evaluate` returns, from the C kernels (float64 for the hard elements), or
     None when the kernels decline this call (parameter layout or range, mostly hard elements)."""
     from . import native
-    from .native import parallel_rows
+    from .native import blocks, parallel_rows
     layout = _native_layout(x, a)
     if layout is None or a.dtype != torch.float32 or not (need_y or need_x or need_a):
         return None
@@ -357,8 +357,8 @@ def _native_evaluate(lib, op: str, x: Tensor, a: Tensor, g: Optional[Tensor], ne
     accs = torch.zeros(chunks, K, dtype=torch.float64) if need_a else None
     ga_out = torch.empty(a.shape, dtype=a.dtype) if need_a else None  # filled from accs at the end
     gc = C.plain_values(g).to(x.dtype).contiguous() if (need_x or need_a) else None
-    y = torch.empty_like(xc) if need_y else None
-    gx = torch.empty_like(xc) if need_x else None
+    y = blocks.empty_like(xc) if need_y else None  # (the block cache: see native/blocks.py)
+    gx = blocks.empty_like(xc) if need_x else None
     if need_x or need_a:
         fn = getattr(lib, f"{name}_bwd_{suf}")
         starts = [n * i // chunks for i in range(chunks)]

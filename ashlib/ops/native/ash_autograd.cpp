@@ -40,9 +40,15 @@ typedef int (*fwd_fn)(int64_t, int64_t, const void *, void *, double, double, do
 typedef int (*bwd_fn)(int64_t, int64_t, const void *, const void *, void *, const double *, const double *, double,
                       float, float, int, double *);
 
+typedef void *(*pool_get_fn)(size_t);
+typedef void (*pool_put_fn)(void *, size_t);
+
 struct Kernels {
   fwd_fn fwd_f32 = nullptr, fwd_bf16 = nullptr;
   bwd_fn bwd_f32 = nullptr, bwd_bf16 = nullptr;
+  pool_get_fn pool_get = nullptr;  // the block cache of pool.c (null: off)
+  pool_put_fn pool_put = nullptr;
+  int64_t pool_min = 1 << 20;      // blocks.MIN_BYTES
   double ratio = 8.0;            // _CANCELLATION_RATIO
   double eps_min = 0.0;          // _EPS_FAST_MIN
   int64_t parallel_min = 1 << 19;  // native.PARALLEL_MIN_ELEMENTS
@@ -69,6 +75,20 @@ void over_chunks(int64_t rows, int64_t chunks, const F &call) {
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) call(rows * c / chunks, rows * (c + 1) / chunks, c);
   });
+}
+
+// An uninitialised tensor with x's sizes, strides and options (x is dense), its memory from the
+// block cache of pool.c when it is large (see ashlib/ops/native/blocks.py), else from at::empty_like.
+Tensor output_like(const Tensor &x) {
+  const int64_t nbytes = x.numel() * static_cast<int64_t>(x.element_size());
+  if (K.pool_get && nbytes >= K.pool_min) {
+    if (void *p = K.pool_get(static_cast<size_t>(nbytes))) {
+      pool_put_fn put = K.pool_put;
+      return at::from_blob(p, x.sizes(), x.strides(), [put, nbytes](void *q) { put(q, static_cast<size_t>(nbytes)); },
+                           x.options());
+    }
+  }
+  return at::empty_like(x);
 }
 
 // a one-element parameter as a double, or fall back (the Python route raises the proper error)
@@ -115,7 +135,7 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["keep"] = keep;
     Tensor stats = at::empty({2, rows, 1}, x.options().dtype(at::kDouble));
-    Tensor y = at::empty_like(x);  // x's strides (x is dense)
+    Tensor y = output_like(x);  // x's strides (x is dense)
     double *mp = stats.data_ptr<double>(), *sp = mp + rows;
     const char *xp = static_cast<const char *>(x.const_data_ptr());
     char *yp = static_cast<char *>(y.data_ptr());
@@ -172,7 +192,7 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     // differently laid out gradient)
     const bool same_layout = x.is_contiguous() ? grad.is_contiguous() : grad.strides() == x.strides();
     Tensor g2 = grad.scalar_type() == x.scalar_type() && same_layout ? grad : at::empty_like(x).copy_(grad);
-    Tensor gx = need_x ? at::empty_like(x) : Tensor();
+    Tensor gx = need_x ? output_like(x) : Tensor();
     const double *mp = stats.const_data_ptr<double>(), *sp = mp + rows;
     const char *xp = static_cast<const char *>(x.const_data_ptr());
     const char *gp = static_cast<const char *>(g2.const_data_ptr());
@@ -208,11 +228,15 @@ Tensor ash(const Tensor &x, const Tensor &z, const Tensor &alpha, const std::opt
 }
 
 void set_kernels(c10::ArrayRef<int64_t> addresses, double ratio, double eps_min, int64_t parallel_min) {
-  TORCH_CHECK(addresses.size() == 4, "set_kernels takes 4 addresses");
+  TORCH_CHECK(addresses.size() == 4 || addresses.size() == 7,
+              "set_kernels takes 4 addresses, or 7: and the block cache's get, put and smallest size");
   K.fwd_f32 = reinterpret_cast<fwd_fn>(addresses[0]);
   K.fwd_bf16 = reinterpret_cast<fwd_fn>(addresses[1]);
   K.bwd_f32 = reinterpret_cast<bwd_fn>(addresses[2]);
   K.bwd_bf16 = reinterpret_cast<bwd_fn>(addresses[3]);
+  K.pool_get = addresses.size() == 7 ? reinterpret_cast<pool_get_fn>(addresses[4]) : nullptr;
+  K.pool_put = addresses.size() == 7 ? reinterpret_cast<pool_put_fn>(addresses[5]) : nullptr;
+  if (addresses.size() == 7) K.pool_min = addresses[6];
   K.ratio = ratio;
   K.eps_min = eps_min;
   K.parallel_min = parallel_min;

@@ -1,0 +1,167 @@
+"""Output tensors whose memory comes from the native block cache (``pool.c``).
+
+The CPU operators allocate their large outputs (y, and dL/dx in the backward) here instead of
+from glibc. glibc returns a freed block of many megabytes to the system whenever it ends up at the
+top of the heap, and the next call page-faults the same memory in again, 4 kB at a time; whether a
+process falls into that pattern depends on every allocation before it, so the same model runs at
+full speed in one process and far slower in the next (measured in notebook 07: up to 2.2x the
+time of a call on a 16 MiB feature map). A block from the cache is mapped once and, when the
+tensor that owns it is freed, kept for the next output of the same size.
+
+The tensors are ordinary CPU tensors (not views) that own their memory; one difference from
+``torch.empty``: their storage cannot be resized in place (``resize_`` to a larger size raises).
+
+- ``ASHLIB_POOL_MB`` (default 1024) caps the megabytes kept in free blocks; 0 turns the cache
+  off (outputs then come from ``torch.empty``).
+- :func:`release` unmaps the free blocks now; :func:`set_limit` changes the cap;
+  :func:`cached_bytes` says what is kept.
+- Requests under :data:`MIN_BYTES` take ``torch.empty``: glibc keeps small blocks in its heap.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import threading
+from typing import Dict, Optional, Sequence
+
+import torch
+
+__all__ = ["empty", "empty_on", "empty_like", "cached_bytes", "release", "set_limit", "MIN_BYTES", "enabled"]
+
+#: smaller outputs come from torch.empty (below glibc's mmap threshold they stay in its heap)
+MIN_BYTES = 1 << 20
+_DEFAULT_MB = 1024
+
+_lock = threading.Lock()
+_state: Dict[str, object] = {"lib": None, "checked": False}
+_types: Dict[int, type] = {}
+_ITEMSIZE: Dict[torch.dtype, int] = {}
+_MAX_TYPES = 1024
+
+
+def _lib():
+    """The kernels' library with the pool functions set up, or None (no native kernels, an old
+    build without them, or ASHLIB_POOL_MB=0)."""
+    if _state["checked"]:
+        return _state["lib"]
+    with _lock:
+        if _state["checked"]:
+            return _state["lib"]
+        from . import library
+        lib = library()
+        if lib is not None and hasattr(lib, "ashlib_pool_get"):
+            size_t = ctypes.c_size_t
+            lib.ashlib_pool_get.argtypes, lib.ashlib_pool_get.restype = [size_t], ctypes.c_void_p
+            lib.ashlib_pool_put.argtypes, lib.ashlib_pool_put.restype = [ctypes.c_void_p, size_t], None
+            lib.ashlib_pool_size.argtypes, lib.ashlib_pool_size.restype = [size_t], size_t
+            for name in ("ashlib_pool_set_limit", "ashlib_pool_release", "ashlib_pool_cached"):
+                getattr(lib, name).restype = size_t
+            lib.ashlib_pool_set_limit.argtypes = [size_t]
+            lib.ashlib_pool_release.argtypes = lib.ashlib_pool_cached.argtypes = []
+            mb = _limit_from_env()
+            lib.ashlib_pool_set_limit(mb << 20)
+            if mb == 0:
+                lib = None
+        else:
+            lib = None
+        _state["lib"], _state["checked"] = lib, True
+    return lib
+
+
+def _limit_from_env() -> int:
+    raw = os.environ.get("ASHLIB_POOL_MB", str(_DEFAULT_MB)).strip()
+    try:
+        mb = int(raw)
+    except ValueError:
+        raise ValueError(f"ASHLIB_POOL_MB must be a whole number of megabytes (0 turns the cache off), got {raw!r}")
+    if mb < 0:
+        raise ValueError(f"ASHLIB_POOL_MB must be >= 0, got {mb}")
+    return mb
+
+
+def enabled() -> bool:
+    """Whether large outputs come from the block cache in this process."""
+    return _lib() is not None
+
+
+def _block_type(size: int) -> type:
+    """A ctypes byte array type of ``size`` (a block's size: requests are rounded up to the
+    cache's grain, so that few sizes occur) whose instances give their block back when freed (the
+    tensor made from one holds the only reference to it)."""
+    t = _types.get(size)
+    if t is None:
+        put = _state["lib"].ashlib_pool_put
+
+        def __del__(self, put=put, size=size):
+            put(ctypes.addressof(self), size)
+
+        if len(_types) >= _MAX_TYPES:  # (live blocks keep their own type alive)
+            _types.clear()
+        t = _types.setdefault(size, type(f"_Block{size}", (ctypes.c_ubyte * size,), {"__del__": __del__}))
+    return t
+
+
+def empty(shape: Sequence[int], dtype: torch.dtype, stride: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """An uninitialised CPU tensor, contiguous or with ``stride`` (which must make it dense: every
+    element of its storage used once, as in channels_last), its memory from the block cache when it
+    is at least :data:`MIN_BYTES` (else, or when the cache is off or out of memory, ``torch.empty``
+    or ``torch.empty_strided``)."""
+    shape = tuple(shape)
+    numel = math.prod(shape)
+    nbytes = numel * _ITEMSIZE.setdefault(dtype, torch.empty((), dtype=dtype).element_size())
+    lib = _lib() if nbytes >= MIN_BYTES else None
+    address = lib.ashlib_pool_get(nbytes) if lib is not None else None
+    if not address:  # (for a request that is too large, torch raises its own error)
+        return torch.empty(shape, dtype=dtype) if stride is None else torch.empty_strided(shape, stride, dtype=dtype)
+    block = _block_type(lib.ashlib_pool_size(nbytes)).from_address(address)
+    storage = torch.frombuffer(block, dtype=dtype, count=numel).untyped_storage()
+    out = torch.empty((0,), dtype=dtype)
+    return out.set_(storage, 0, shape) if stride is None else out.set_(storage, 0, shape, tuple(stride))
+
+
+def empty_on(shape: Sequence[int], dtype: torch.dtype, device: torch.device,
+             stride: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """:func:`empty` for a CPU ``device``, ``torch.empty`` (or ``torch.empty_strided``) on any other."""
+    if torch.device(device).type == "cpu":
+        return empty(shape, dtype, stride)
+    shape = tuple(shape)
+    return torch.empty(shape, dtype=dtype, device=device) if stride is None else \
+        torch.empty_strided(shape, stride, dtype=dtype, device=device)
+
+
+def empty_like(x: torch.Tensor) -> torch.Tensor:
+    """:func:`empty` in the shape and dtype of a contiguous CPU tensor ``x``."""
+    return empty(x.shape, x.dtype)
+
+
+def cached_bytes() -> int:
+    """Bytes kept in free blocks now (0 when the cache is off)."""
+    lib = _lib()
+    return int(lib.ashlib_pool_cached()) if lib is not None else 0
+
+
+def release() -> int:
+    """Unmap every free block now; returns the bytes given back to the system."""
+    lib = _lib()
+    return int(lib.ashlib_pool_release()) if lib is not None else 0
+
+
+def set_limit(megabytes: int) -> int:
+    """Keep at most ``megabytes`` in free blocks from now on (0: keep none; blocks are then unmapped
+    as soon as their tensor is freed); returns the bytes unmapped now. Raises when the cache is
+    off in this process (no native kernels, or ``ASHLIB_POOL_MB=0``)."""
+    if megabytes < 0:
+        raise ValueError(f"megabytes must be >= 0, got {megabytes}")
+    lib = _lib()
+    if lib is None:
+        raise RuntimeError("the block cache is off in this process (no native kernels, or ASHLIB_POOL_MB=0)")
+    return int(lib.ashlib_pool_set_limit(int(megabytes) << 20))
+
+
+def address_of_pool_functions() -> Optional[tuple]:
+    """(get, put) addresses for the C++ route (ash_autograd.cpp), or None when the cache is off."""
+    lib = _lib()
+    if lib is None:
+        return None
+    return tuple(ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in ("ashlib_pool_get", "ashlib_pool_put"))

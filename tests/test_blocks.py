@@ -1,0 +1,199 @@
+"""The block cache of the CPU operators' large outputs (ashlib/ops/native/pool.c, blocks.py).
+
+What it must do: hand a freed block out again (its pages still mapped, so no page faults), never
+hand one block to two live tensors (views keep theirs), keep at most its limit, give everything
+back when asked, work across threads and in a forked child, and give outputs that behave like any
+other tensor (in-place ops, saving, shared memory, autograd)."""
+import io
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+import ashlib.functional as AF
+from ashlib.ops import native
+from ashlib.ops.native import blocks
+
+pytestmark = pytest.mark.skipif(not blocks.enabled(), reason="no native kernels (the block cache is theirs)")
+
+MB = 1 << 20
+
+
+def _faults() -> int:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@pytest.fixture
+def limit():
+    """Restore the default limit (and an empty cache) after a test that changes it."""
+    yield blocks.set_limit
+    blocks.set_limit(1024)
+    blocks.release()
+
+
+def test_a_freed_block_comes_back_with_its_pages_mapped():
+    blocks.release()
+    shape = (3 * MB // 4 + 17,)  # 3 MiB + 68 bytes: rounded up to the cache's 64 kB grain
+    a = blocks.empty(shape, torch.float32)
+    a.fill_(1.0)  # the first touch of each page faults it in
+    address = a.data_ptr()
+    del a
+    assert blocks.cached_bytes() == 3 * MB + (1 << 16)
+    f0 = _faults()
+    b = blocks.empty(shape, torch.float32)
+    b.fill_(2.0)
+    faults = _faults() - f0
+    assert b.data_ptr() == address
+    assert faults < 16  # 769 pages written; a fresh mapping faults on each of them
+    assert blocks.cached_bytes() == 0
+
+
+def test_small_requests_and_other_devices_take_torch_empty():
+    t = blocks.empty((MB // 4 - 1,), torch.float32)  # 4 bytes under MIN_BYTES
+    assert t.untyped_storage().resizable()  # torch's own allocator
+    assert blocks.empty((MB,), torch.float32).untyped_storage().resizable() is False
+    meta = blocks.empty_on((MB,), torch.float32, torch.device("meta"))
+    assert meta.device.type == "meta"
+
+
+def test_views_keep_their_block_and_no_block_serves_two_tensors():
+    base = blocks.empty((4, MB // 4), torch.float32)
+    base.fill_(1.0)
+    view = base[1]
+    address = base.data_ptr()
+    del base
+    fresh = blocks.empty((4, MB // 4), torch.float32)  # the view still holds the first block
+    fresh.fill_(2.0)
+    assert fresh.data_ptr() != address
+    assert bool((view == 1.0).all())
+    del view  # now the first block is free and comes back
+    again = blocks.empty((4, MB // 4), torch.float32)
+    assert again.data_ptr() == address
+
+
+def test_dense_strides_are_kept():
+    shape, stride = (2, 64, 32, 32), (65536, 1, 2048, 64)  # channels_last
+    t = blocks.empty(shape, torch.float32, stride)
+    assert t.stride() == stride and t.is_contiguous(memory_format=torch.channels_last)
+    assert t.untyped_storage().nbytes() == 2 * 64 * 32 * 32 * 4
+
+
+def test_the_limit_keeps_the_newest_blocks_and_release_gives_all_back(limit):
+    blocks.release()
+    limit(8)  # 8 MiB: two 4 MiB blocks
+    a, b, c = (blocks.empty((MB,), torch.float32) for _ in range(3))
+    pa, pb, pc = a.data_ptr(), b.data_ptr(), c.data_ptr()
+    del a, b, c  # freed in this order: a is the oldest, and goes when c comes
+    assert blocks.cached_bytes() == 8 * MB
+    d, e, f = (blocks.empty((MB,), torch.float32) for _ in range(3))
+    assert (d.data_ptr(), e.data_ptr()) == (pc, pb)  # the most recently freed first
+    assert f.data_ptr() not in (pb, pc)  # a new mapping (it may land where a was)
+    del d, e, f
+    assert blocks.release() == 8 * MB
+    assert blocks.cached_bytes() == 0
+    limit(0)  # no cache: freed blocks are unmapped at once
+    t = blocks.empty((MB,), torch.float32)
+    del t
+    assert blocks.cached_bytes() == 0
+    with pytest.raises(ValueError, match=">= 0"):
+        blocks.set_limit(-1)
+
+
+def test_operator_outputs_come_from_the_cache_and_behave_like_tensors(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(4, 64, 32, 32, requires_grad=True)  # 1 MiB per output
+    alpha = torch.full((1, 64, 1, 1), 0.7, requires_grad=True)
+    for make in (lambda: AF.ash(x, 0.0, 1.0), lambda: AF.adaptive_gumbel(x, alpha),
+                 lambda: AF.ash(x.to(memory_format=torch.channels_last), 0.5, 2.0)):
+        y = make()
+        assert y._base is None and y.shape == x.shape
+        assert not y.untyped_storage().resizable()  # a block of the cache
+        ref = y.detach().clone()
+        y.sum().backward()
+        assert torch.isfinite(x.grad).all()
+        y2 = y.detach()
+        y2.mul_(2.0).sub_(ref)  # in-place ops
+        assert torch.equal(y2, ref)
+        buf = io.BytesIO()
+        torch.save(y2, buf)
+        buf.seek(0)
+        assert torch.equal(torch.load(buf, weights_only=True), ref)
+        shared = y2.clone().share_memory_()
+        assert shared.is_shared() and torch.equal(shared, ref)
+        moved = y2.share_memory_()  # the block's own storage moved to shared memory
+        assert moved.is_shared() and torch.equal(moved, ref)
+        assert torch.equal(torch.from_numpy(y2.numpy()), ref)
+        x.grad = None
+
+
+def test_threads_never_get_the_same_live_block():
+    errors = []
+
+    def work(tid):
+        for i in range(40):
+            t = blocks.empty((MB // 4 + 1024 * (i % 3),), torch.float32)
+            value = float(tid * 1000 + i)
+            t.fill_(value)
+            os.sched_yield()
+            if not bool((t == value).all()):
+                errors.append((tid, i))
+            del t
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def _child(q):
+    t = blocks.empty((MB,), torch.float32)
+    t.fill_(3.0)
+    ok = bool((t == 3.0).all())
+    del t
+    q.put(ok and blocks.cached_bytes() > 0)
+
+
+def test_a_forked_child_uses_the_cache():
+    t = blocks.empty((MB,), torch.float32)
+    del t  # the parent holds a free block, which the child inherits
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert q.get(timeout=5) is True
+
+
+@pytest.mark.parametrize("value, expect", [("0", "off"), ("12", "on"), ("lots", "error")])
+def test_the_environment_sets_the_limit(value, expect):
+    code = ("import torch, ashlib.functional as AF\n"
+            "from ashlib.ops.native import blocks\n"
+            "y = AF.adaptive_gumbel(torch.randn(2, 64, 64, 64), 1.0)\n"
+            "print(blocks.enabled(), y.untyped_storage().resizable())\n")
+    env = dict(os.environ, ASHLIB_POOL_MB=value)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    if expect == "error":
+        assert r.returncode != 0 and "ASHLIB_POOL_MB must be a whole number" in r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == (["False", "True"] if expect == "off" else ["True", "False"])
+
+
+def test_the_cpp_route_takes_its_outputs_from_the_cache():
+    if not native.eager_ops(wait=True):
+        pytest.skip("no C++ route here")
+    x = torch.randn(4, 64, 32, 32, requires_grad=True)
+    y = AF.ash(x, 0.0, 1.0)
+    assert "ashlib_eager" in y.grad_fn.name()
+    address = y.data_ptr()
+    del y
+    y = AF.ash(x, 0.0, 1.0)
+    assert y.data_ptr() == address and not y.untyped_storage().resizable()
