@@ -197,3 +197,14 @@ def test_the_cpp_route_takes_its_outputs_from_the_cache():
     del y
     y = AF.ash(x, 0.0, 1.0)
     assert y.data_ptr() == address and not y.untyped_storage().resizable()
+
+
+def test_under_the_profiler_outputs_come_from_torch_so_that_its_memory_events_count_them():
+    from torch.profiler import ProfilerActivity, profile
+    x = torch.randn(4, 64, 32, 32, requires_grad=True)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        y = AF.adaptive_gumbel(x, 0.7)
+        y.backward(torch.ones_like(y))
+    assert y.untyped_storage().resizable() and x.grad.untyped_storage().resizable()
+    allocated = sum(max(e.self_cpu_memory_usage, 0) for e in prof.events())
+    assert allocated >= 3 * x.numel() * 4  # y, the ones and dL/dx at least

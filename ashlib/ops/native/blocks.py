@@ -16,6 +16,8 @@ The tensors are ordinary CPU tensors (not views) that own their memory; one diff
 - :func:`release` unmaps the free blocks now; :func:`set_limit` changes the cap;
   :func:`cached_bytes` says what is kept.
 - Requests under :data:`MIN_BYTES` take ``torch.empty``: glibc keeps small blocks in its heap.
+- While the PyTorch profiler runs, every request takes ``torch.empty``, so that the profiler's
+  memory events (``profile_memory=True``) count the outputs as they count any other op's.
 """
 from __future__ import annotations
 
@@ -102,6 +104,9 @@ def _block_type(size: int) -> type:
     return t
 
 
+_profiling = torch._C._autograd._profiler_enabled
+
+
 def empty(shape: Sequence[int], dtype: torch.dtype, stride: Optional[Sequence[int]] = None) -> torch.Tensor:
     """An uninitialised CPU tensor, contiguous or with ``stride`` (which must make it dense: every
     element of its storage used once, as in channels_last), its memory from the block cache when it
@@ -110,7 +115,9 @@ def empty(shape: Sequence[int], dtype: torch.dtype, stride: Optional[Sequence[in
     shape = tuple(shape)
     numel = math.prod(shape)
     nbytes = numel * _ITEMSIZE.setdefault(dtype, torch.empty((), dtype=dtype).element_size())
-    lib = _lib() if nbytes >= MIN_BYTES else None
+    # (under the profiler, torch's allocator: its memory events count what an op allocates,
+    # and a block from here would be missing from them)
+    lib = _lib() if nbytes >= MIN_BYTES and not _profiling() else None
     address = lib.ashlib_pool_get(nbytes) if lib is not None else None
     if not address:  # (for a request that is too large, torch raises its own error)
         return torch.empty(shape, dtype=dtype) if stride is None else torch.empty_strided(shape, stride, dtype=dtype)
