@@ -36,6 +36,12 @@ def limit():
     blocks.release()
 
 
+def test_the_grain_is_the_c_files():
+    lib = native.library()
+    for n in (1, blocks.GRAIN - 1, blocks.GRAIN, blocks.GRAIN + 1, 3 * MB + 68):
+        assert lib.ashlib_pool_size(n) == (n + blocks.GRAIN - 1) // blocks.GRAIN * blocks.GRAIN
+
+
 def test_a_freed_block_comes_back_with_its_pages_mapped():
     blocks.release()
     shape = (3 * MB // 4 + 17,)  # 3 MiB + 68 bytes: rounded up to the cache's 64 kB grain
@@ -54,9 +60,9 @@ def test_a_freed_block_comes_back_with_its_pages_mapped():
 
 
 def test_small_requests_and_other_devices_take_torch_empty():
-    t = blocks.empty((MB // 4 - 1,), torch.float32)  # 4 bytes under MIN_BYTES
+    t = blocks.empty((blocks.MIN_BYTES // 4 - 1,), torch.float32)  # 4 bytes under MIN_BYTES
     assert t.untyped_storage().resizable()  # torch's own allocator
-    assert blocks.empty((MB,), torch.float32).untyped_storage().resizable() is False
+    assert blocks.empty((blocks.MIN_BYTES // 4,), torch.float32).untyped_storage().resizable() is False
     meta = blocks.empty_on((MB,), torch.float32, torch.device("meta"))
     assert meta.device.type == "meta"
 

@@ -48,7 +48,7 @@ struct Kernels {
   bwd_fn bwd_f32 = nullptr, bwd_bf16 = nullptr;
   pool_get_fn pool_get = nullptr;  // the block cache of pool.c (null: off)
   pool_put_fn pool_put = nullptr;
-  int64_t pool_min = 1 << 20;      // blocks.MIN_BYTES
+  int64_t pool_min = 1 << 17;      // blocks.MIN_BYTES (set_kernels passes it)
   double ratio = 8.0;            // _CANCELLATION_RATIO
   double eps_min = 0.0;          // _EPS_FAST_MIN
   int64_t parallel_min = 1 << 19;  // native.PARALLEL_MIN_ELEMENTS

@@ -15,7 +15,7 @@ The tensors are ordinary CPU tensors (not views) that own their memory; one diff
   off (outputs then come from ``torch.empty``).
 - :func:`release` unmaps the free blocks now; :func:`set_limit` changes the cap;
   :func:`cached_bytes` says what is kept.
-- Requests under :data:`MIN_BYTES` take ``torch.empty``: glibc keeps small blocks in its heap.
+- Requests under :data:`MIN_BYTES` (128 kB) take ``torch.empty``: glibc keeps small blocks in its heap.
 - While the PyTorch profiler runs, every request takes ``torch.empty``, so that the profiler's
   memory events (``profile_memory=True``) count the outputs as they count any other op's.
 """
@@ -31,8 +31,11 @@ import torch
 
 __all__ = ["empty", "empty_on", "empty_like", "cached_bytes", "release", "set_limit", "MIN_BYTES", "enabled"]
 
-#: smaller outputs come from torch.empty (below glibc's mmap threshold they stay in its heap)
-MIN_BYTES = 1 << 20
+#: smaller outputs come from torch.empty: 128 kB is glibc's initial mmap threshold, above which
+#: it maps (and on free unmaps) each block until it has adapted, and may trim them later
+MIN_BYTES = 1 << 17
+#: the unit blocks are rounded up to (POOL_GRAIN in pool.c; a test checks that they agree)
+GRAIN = 1 << 16
 _DEFAULT_MB = 1024
 
 _lock = threading.Lock()
@@ -114,17 +117,19 @@ def empty(shape: Sequence[int], dtype: torch.dtype, stride: Optional[Sequence[in
     or ``torch.empty_strided``)."""
     shape = tuple(shape)
     numel = math.prod(shape)
-    nbytes = numel * _ITEMSIZE.setdefault(dtype, torch.empty((), dtype=dtype).element_size())
+    itemsize = _ITEMSIZE.get(dtype) or _ITEMSIZE.setdefault(dtype, torch.empty((), dtype=dtype).element_size())
+    nbytes = numel * itemsize
     # (under the profiler, torch's allocator: its memory events count what an op allocates,
     # and a block from here would be missing from them)
     lib = _lib() if nbytes >= MIN_BYTES and not _profiling() else None
     address = lib.ashlib_pool_get(nbytes) if lib is not None else None
     if not address:  # (for a request that is too large, torch raises its own error)
         return torch.empty(shape, dtype=dtype) if stride is None else torch.empty_strided(shape, stride, dtype=dtype)
-    block = _block_type(lib.ashlib_pool_size(nbytes)).from_address(address)
-    storage = torch.frombuffer(block, dtype=dtype, count=numel).untyped_storage()
-    out = torch.empty((0,), dtype=dtype)
-    return out.set_(storage, 0, shape) if stride is None else out.set_(storage, 0, shape, tuple(stride))
+    block = _block_type((nbytes + GRAIN - 1) & -GRAIN).from_address(address)
+    flat = torch.frombuffer(block, dtype=dtype, count=numel)
+    if stride is None:
+        return flat.resize_(shape)  # (the storage holds numel elements already: nothing is reallocated)
+    return torch.empty((0,), dtype=dtype).set_(flat.untyped_storage(), 0, shape, tuple(stride))
 
 
 def empty_on(shape: Sequence[int], dtype: torch.dtype, device: torch.device,
