@@ -40,6 +40,8 @@ def test_the_grain_is_the_c_files():
     lib = native.library()
     for n in (1, blocks.GRAIN - 1, blocks.GRAIN, blocks.GRAIN + 1, 3 * MB + 68):
         assert lib.ashlib_pool_size(n) == (n + blocks.GRAIN - 1) // blocks.GRAIN * blocks.GRAIN
+    t = blocks.empty((3 * MB // 4 + 17,), torch.float32)
+    assert t.untyped_storage().nbytes() == 3 * MB + 68  # the tensor's own size; the block is 3 MiB + 64 kB
 
 
 def test_a_freed_block_comes_back_with_its_pages_mapped():
@@ -57,6 +59,19 @@ def test_a_freed_block_comes_back_with_its_pages_mapped():
     assert b.data_ptr() == address
     assert faults < 16  # 769 pages written; a fresh mapping faults on each of them
     assert blocks.cached_bytes() == 0
+
+
+def test_a_block_up_to_a_quarter_larger_serves_a_smaller_request():
+    blocks.release()
+    big = blocks.empty((MB,), torch.float32)  # 4 MiB
+    address = big.data_ptr()
+    del big
+    small = blocks.empty((7 * MB // 8,), torch.float32)  # 3.5 MiB: 4 MiB is within a quarter
+    assert small.data_ptr() == address
+    del small
+    assert blocks.cached_bytes() == 4 * MB  # given back at the block's own size
+    smaller = blocks.empty((3 * MB // 4,), torch.float32)  # 3 MiB: 4 MiB is a third larger
+    assert smaller.data_ptr() != address and blocks.cached_bytes() == 4 * MB
 
 
 def test_small_requests_and_other_devices_take_torch_empty():

@@ -40,7 +40,7 @@ typedef int (*fwd_fn)(int64_t, int64_t, const void *, void *, double, double, do
 typedef int (*bwd_fn)(int64_t, int64_t, const void *, const void *, void *, const double *, const double *, double,
                       float, float, int, double *);
 
-typedef void *(*pool_get_fn)(size_t);
+typedef void *(*pool_get_fn)(size_t, size_t *);
 typedef void (*pool_put_fn)(void *, size_t);
 
 struct Kernels {
@@ -82,10 +82,10 @@ void over_chunks(int64_t rows, int64_t chunks, const F &call) {
 Tensor output_like(const Tensor &x) {
   const int64_t nbytes = x.numel() * static_cast<int64_t>(x.element_size());
   if (K.pool_get && nbytes >= K.pool_min) {
-    if (void *p = K.pool_get(static_cast<size_t>(nbytes))) {
+    size_t size = 0;
+    if (void *p = K.pool_get(static_cast<size_t>(nbytes), &size)) {
       pool_put_fn put = K.pool_put;
-      return at::from_blob(p, x.sizes(), x.strides(), [put, nbytes](void *q) { put(q, static_cast<size_t>(nbytes)); },
-                           x.options());
+      return at::from_blob(p, x.sizes(), x.strides(), [put, size](void *q) { put(q, size); }, x.options());
     }
   }
   return at::empty_like(x);

@@ -11,8 +11,11 @@ tensor that owns it is freed, kept for the next output of the same size.
 The tensors are ordinary CPU tensors (not views) that own their memory; one difference from
 ``torch.empty``: their storage cannot be resized in place (``resize_`` to a larger size raises).
 
-- ``ASHLIB_POOL_MB`` (default 1024) caps the megabytes kept in free blocks; 0 turns the cache
-  off (outputs then come from ``torch.empty``).
+- ``ASHLIB_POOL_MB`` (default 1024, or an eighth of the machine's memory where that is less)
+  caps the megabytes kept in free blocks; 0 turns the cache off (outputs then come from
+  ``torch.empty``).
+- A request takes a free block of its size (rounded up to :data:`GRAIN`) or the smallest one up
+  to a quarter larger, so that, say, a smaller last batch reuses the full batches' blocks.
 - :func:`release` unmaps the free blocks now; :func:`set_limit` changes the cap;
   :func:`cached_bytes` says what is kept.
 - Requests under :data:`MIN_BYTES` (128 kB) take ``torch.empty``: glibc keeps small blocks in its heap.
@@ -57,7 +60,8 @@ def _lib():
         lib = library()
         if lib is not None and hasattr(lib, "ashlib_pool_get"):
             size_t = ctypes.c_size_t
-            lib.ashlib_pool_get.argtypes, lib.ashlib_pool_get.restype = [size_t], ctypes.c_void_p
+            lib.ashlib_pool_get.argtypes = [size_t, ctypes.POINTER(size_t)]
+            lib.ashlib_pool_get.restype = ctypes.c_void_p
             lib.ashlib_pool_put.argtypes, lib.ashlib_pool_put.restype = [ctypes.c_void_p, size_t], None
             lib.ashlib_pool_size.argtypes, lib.ashlib_pool_size.restype = [size_t], size_t
             for name in ("ashlib_pool_set_limit", "ashlib_pool_release", "ashlib_pool_cached"):
@@ -74,8 +78,17 @@ def _lib():
     return lib
 
 
+def _default_mb() -> int:
+    """1024, or an eighth of the machine's memory where that is less."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return _DEFAULT_MB
+    return max(0, min(_DEFAULT_MB, total // 8 >> 20))
+
+
 def _limit_from_env() -> int:
-    raw = os.environ.get("ASHLIB_POOL_MB", str(_DEFAULT_MB)).strip()
+    raw = os.environ.get("ASHLIB_POOL_MB", "").strip() or str(_default_mb())
     try:
         mb = int(raw)
     except ValueError:
@@ -91,9 +104,9 @@ def enabled() -> bool:
 
 
 def _block_type(size: int) -> type:
-    """A ctypes byte array type of ``size`` (a block's size: requests are rounded up to the
-    cache's grain, so that few sizes occur) whose instances give their block back when freed (the
-    tensor made from one holds the only reference to it)."""
+    """A ctypes byte array type of ``size`` (a block's size: a multiple of :data:`GRAIN`, so that
+    few sizes occur) whose instances give their block back when freed (the tensor made from one
+    holds the only reference to it)."""
     t = _types.get(size)
     if t is None:
         put = _state["lib"].ashlib_pool_put
@@ -107,7 +120,7 @@ def _block_type(size: int) -> type:
     return t
 
 
-_profiling = torch._C._autograd._profiler_enabled
+_profiling = getattr(torch._C._autograd, "_profiler_enabled", lambda: False)
 
 
 def empty(shape: Sequence[int], dtype: torch.dtype, stride: Optional[Sequence[int]] = None) -> torch.Tensor:
@@ -122,10 +135,11 @@ def empty(shape: Sequence[int], dtype: torch.dtype, stride: Optional[Sequence[in
     # (under the profiler, torch's allocator: its memory events count what an op allocates,
     # and a block from here would be missing from them)
     lib = _lib() if nbytes >= MIN_BYTES and not _profiling() else None
-    address = lib.ashlib_pool_get(nbytes) if lib is not None else None
+    size = ctypes.c_size_t()
+    address = lib.ashlib_pool_get(nbytes, ctypes.byref(size)) if lib is not None else None
     if not address:  # (for a request that is too large, torch raises its own error)
         return torch.empty(shape, dtype=dtype) if stride is None else torch.empty_strided(shape, stride, dtype=dtype)
-    block = _block_type((nbytes + GRAIN - 1) & -GRAIN).from_address(address)
+    block = _block_type(size.value).from_address(address)
     flat = torch.frombuffer(block, dtype=dtype, count=numel)
     if stride is None:
         return flat.resize_(shape)  # (the storage holds numel elements already: nothing is reallocated)

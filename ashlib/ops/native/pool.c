@@ -10,7 +10,8 @@
  * mapped.
  *
  * Blocks come from mmap (never from malloc, so that glibc's heap is left alone), their size
- * rounded up to POOL_GRAIN. Free blocks are kept up to a limit in bytes (ashlib_pool_set_limit;
+ * rounded up to POOL_GRAIN; a request takes a free block of its size, or one up to a quarter
+ * larger. Free blocks are kept up to a limit in bytes (ashlib_pool_set_limit;
  * 0 turns the cache off: every block is unmapped when given back); beyond it, the blocks freed
  * longest ago are unmapped first. Every function is thread-safe; a forked child starts with the
  * parent's free blocks and an unlocked mutex. */
@@ -39,24 +40,34 @@ static void pool_init(void) { pthread_atfork(NULL, NULL, pool_child); }
 /* the size a request of `bytes` gets (the unit of reuse) */
 size_t ashlib_pool_size(size_t bytes) { return (bytes + POOL_GRAIN - 1) & ~(POOL_GRAIN - 1); }
 
-/* A block of ashlib_pool_size(bytes) bytes: the most recently freed one of that size, else a new
- * mapping. NULL when the system has no memory for it. */
-void *ashlib_pool_get(size_t bytes) {
-    const size_t size = ashlib_pool_size(bytes);
+/* A block of at least `bytes` bytes, its size into *size_out (give it back with that size): the
+ * most recently freed block of size ashlib_pool_size(bytes), else the smallest free one up to a
+ * quarter larger (so that a smaller last batch reuses the blocks of the full ones), else a new
+ * mapping of ashlib_pool_size(bytes). NULL when the system has no memory for it. */
+void *ashlib_pool_get(size_t bytes, size_t *size_out) {
+    const size_t size = ashlib_pool_size(bytes), most = size + size / 4;
     pthread_once(&pool_once, pool_init);
     pthread_mutex_lock(&pool_mu);
+    size_t best = pool_count;
     for (size_t i = pool_count; i-- > 0;) {
-        if (pool_free[i].size == size) {
-            void *p = pool_free[i].p;
-            for (size_t j = i + 1; j < pool_count; ++j) pool_free[j - 1] = pool_free[j];
-            --pool_count;
-            pool_bytes -= size;
-            pthread_mutex_unlock(&pool_mu);
-            return p;
+        const size_t s = pool_free[i].size;
+        if (s >= size && s <= most && (best == pool_count || s < pool_free[best].size)) {
+            best = i;
+            if (s == size) break;
         }
+    }
+    if (best < pool_count) {
+        void *p = pool_free[best].p;
+        *size_out = pool_free[best].size;
+        pool_bytes -= pool_free[best].size;
+        for (size_t j = best + 1; j < pool_count; ++j) pool_free[j - 1] = pool_free[j];
+        --pool_count;
+        pthread_mutex_unlock(&pool_mu);
+        return p;
     }
     pthread_mutex_unlock(&pool_mu);
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    *size_out = size;
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -90,9 +101,8 @@ static size_t pool_shrink_unlock(size_t keep) {
     return freed;
 }
 
-/* Give back a block that ashlib_pool_get(bytes) returned (bytes as asked then). */
-void ashlib_pool_put(void *p, size_t bytes) {
-    const size_t size = ashlib_pool_size(bytes);
+/* Give back a block that ashlib_pool_get returned, with the size it gave. */
+void ashlib_pool_put(void *p, size_t size) {
     pthread_once(&pool_once, pool_init);
     pthread_mutex_lock(&pool_mu);
     if (size > pool_limit) {
