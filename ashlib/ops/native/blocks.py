@@ -9,9 +9,19 @@ time of a call on a 16 MiB feature map). A block from the cache is mapped once a
 tensor that owns it is freed, kept for the next output of the same size.
 
 The tensors are ordinary CPU tensors (not views) that own their memory; one difference from
-``torch.empty``: their storage cannot be resized in place (``resize_`` to a larger size raises).
+``torch.empty``: their storage cannot be resized in place, so ``resize_`` to a larger size, and an
+``out=`` argument of a larger shape (``torch.cat(..., out=y)``), raise "Trying to resize storage
+that is not resizable" where a ``torch.empty`` tensor would be resized. This holds for ``x.grad``
+too when autograd takes dL/dx over as the gradient (optimizers, gradient clipping and DDP work on
+it as on any other gradient).
 
-- ``ASHLIB_POOL_MB`` (default 1024, or an eighth of the machine's memory where that is less)
+What comes from here: y and dL/dx of the native kernels (float32 and bfloat16) on all routes,
+and the outputs of ASH's ATen path; float64 and float16 inputs of the element-wise ops, and copies
+made for non-dense views, still come from ``torch.empty``. The limit holds per process: each
+DataLoader worker or DDP rank that runs the operators keeps its own cache.
+
+- ``ASHLIB_POOL_MB`` (default 1024, or an eighth of the memory the process may use, the
+  machine's or its container's, where that is less)
   caps the megabytes kept in free blocks; 0 turns the cache off (outputs then come from
   ``torch.empty``).
 - A request takes a free block of its size (rounded up to :data:`GRAIN`) or the smallest one up
@@ -78,13 +88,29 @@ def _lib():
     return lib
 
 
-def _default_mb() -> int:
-    """1024, or an eighth of the machine's memory where that is less."""
+def _memory_bytes() -> Optional[int]:
+    """The memory this process may use: the machine's, or its cgroup's limit where that is lower
+    (a container); None when neither can be read."""
+    found = []
     try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
-        return _DEFAULT_MB
-    return max(0, min(_DEFAULT_MB, total // 8 >> 20))
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                raw = fh.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit():
+            found.append(int(raw))
+    return min(found) if found else None
+
+
+def _default_mb() -> int:
+    """1024, or an eighth of the memory this process may use where that is less."""
+    total = _memory_bytes()
+    return _DEFAULT_MB if total is None else max(0, min(_DEFAULT_MB, total // 8 >> 20))
 
 
 def _limit_from_env() -> int:
@@ -111,8 +137,8 @@ def _block_type(size: int) -> type:
     if t is None:
         put = _state["lib"].ashlib_pool_put
 
-        def __del__(self, put=put, size=size):
-            put(ctypes.addressof(self), size)
+        def __del__(self, put=put, size=size, addressof=ctypes.addressof):  # (no globals: shutdown)
+            put(addressof(self), size)
 
         if len(_types) >= _MAX_TYPES:  # (live blocks keep their own type alive)
             _types.clear()

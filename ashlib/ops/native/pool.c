@@ -13,8 +13,8 @@
  * rounded up to POOL_GRAIN; a request takes a free block of its size, or one up to a quarter
  * larger. Free blocks are kept up to a limit in bytes (ashlib_pool_set_limit;
  * 0 turns the cache off: every block is unmapped when given back); beyond it, the blocks freed
- * longest ago are unmapped first. Every function is thread-safe; a forked child starts with the
- * parent's free blocks and an unlocked mutex. */
+ * longest ago are unmapped first. Every function is thread-safe; a forked child starts with a
+ * consistent copy of the parent's free blocks (the mutex is held across the fork). */
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,8 +34,12 @@ static pool_block *pool_free = NULL; /* free blocks, oldest first */
 static size_t pool_count = 0, pool_cap = 0, pool_bytes = 0;
 static size_t pool_limit = (size_t)1 << 30;
 
+/* fork: the mutex is held across it, so that the child's copy of the list is never caught half
+ * updated by another thread; the child, which has only the forking thread, starts it afresh */
+static void pool_prepare(void) { pthread_mutex_lock(&pool_mu); }
+static void pool_parent(void) { pthread_mutex_unlock(&pool_mu); }
 static void pool_child(void) { pthread_mutex_init(&pool_mu, NULL); }
-static void pool_init(void) { pthread_atfork(NULL, NULL, pool_child); }
+static void pool_init(void) { pthread_atfork(pool_prepare, pool_parent, pool_child); }
 
 /* the size a request of `bytes` gets (the unit of reuse) */
 size_t ashlib_pool_size(size_t bytes) { return (bytes + POOL_GRAIN - 1) & ~(POOL_GRAIN - 1); }
