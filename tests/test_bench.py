@@ -88,11 +88,29 @@ def test_alone_ratios_time_each_op_in_its_own_process():
     assert r["fwdbwd_s"] > 0 and r["silu_fwdbwd_s"] > 0
     assert r["fwdbwd_vs_silu"] == pytest.approx(r["fwdbwd_s"] / r["silu_fwdbwd_s"])
     assert r["faults"] >= 0 and r["silu_faults"] >= 0
+    assert r["silu_faults_per_process"] == [r["silu_faults"]]  # (one round: its only process)
     assert r["ash_eager_route"] in ("cpp", "python")  # one route in every process, and which one
     from ashlib.ops import native
     if native.library() is not None:  # the children load the build of this machine's cache, as this process
         assert r["kernels"] == os.path.basename(native.loaded_path)
         assert os.path.dirname(native.loaded_path) == native._cache_dir()
+
+
+def test_alone_ratios_divide_by_silus_fastest_process(monkeypatch):
+    """F.silu's denominator is its fastest process (the ratio can only err against ashlib), the
+    op's time the median of its processes."""
+    runs = {"silu": iter([3.0, 1.0, 2.0]), "ash (fused)": iter([4.0, 2.0, 3.0])}
+    faults = {"silu": iter([7, 0, 5]), "ash (fused)": iter([0, 0, 0])}
+
+    def fake(argv, env=None):
+        op = argv[argv.index("--alone") + 1]
+        return {"activations": [{"shape": "small 32x256", "fwdbwd_s": next(runs[op]), "fwdbwd_faults": next(faults[op]),
+                                 "settle_calls": 3, "ash_route": "cpp", "kernels": None}]}
+
+    monkeypatch.setattr(BA, "run_isolated", fake)
+    (r,) = BA.alone_ratios(["ash (fused)"], ["small 32x256"], rounds=3)
+    assert (r["fwdbwd_s"], r["silu_fwdbwd_s"], r["silu_median_fwdbwd_s"]) == (3.0, 1.0, 2.0)
+    assert r["fwdbwd_vs_silu"] == 3.0 and r["silu_faults"] == 0 and r["silu_faults_per_process"] == [7, 0, 5]
 
 
 def test_ops_selection_by_whole_name_or_part():
