@@ -118,7 +118,8 @@ def _limit_from_env() -> int:
     try:
         mb = int(raw)
     except ValueError:
-        raise ValueError(f"ASHLIB_POOL_MB must be a whole number of megabytes (0 turns the cache off), got {raw!r}")
+        raise ValueError(f"ASHLIB_POOL_MB must be a whole number of megabytes (0 turns the cache off), "
+                         f"got {raw!r}") from None
     if mb < 0:
         raise ValueError(f"ASHLIB_POOL_MB must be >= 0, got {mb}")
     return mb
