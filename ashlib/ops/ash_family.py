@@ -628,7 +628,7 @@ def _fast_ready() -> bool:
         return False
     with _fast_lock:
         lib = _native.library()
-        addresses = [ctypes.cast(getattr(lib, f"ash_{kind}_{suf}"), ctypes.c_void_p).value
+        addresses = [_native.address(lib, f"ash_{kind}_{suf}")
                      for kind in ("forward", "backward") for suf in ("f32", "bf16")]
         pool = _blocks.address_of_pool_functions()
         if pool is not None:  # the C++ route takes its large outputs from the same block cache

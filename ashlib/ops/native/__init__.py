@@ -87,6 +87,11 @@ SIGNATURES = {
 }
 
 
+def address(lib: ctypes.CDLL, name: str) -> int:
+    """The address of function ``name`` of ``lib`` (for code that calls it directly: the C++ route)."""
+    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+
+
 def _env_off(name: str) -> bool:
     """Whether the environment switches ``name`` off (0, false, no, off)."""
     return os.environ.get(name, "1").strip().lower() in ("0", "false", "no", "off")
@@ -248,7 +253,7 @@ def _x86_without_fma() -> bool:
     """An x86 CPU without fused multiply-add (before 2013): every fmaf of the kernels would be a
     library call, and they would run about 30x slower than F.silu, several times slower than
     the ATen path. False where the CPU's flags cannot be read."""
-    flags = _cpu_flags().replace(":", " ").split()
+    flags = prebuilt.flag_set(_cpu_flags())
     return platform.machine().lower() in prebuilt.X86 and bool(flags) and "fma" not in flags
 
 

@@ -217,4 +217,5 @@ def address_of_pool_functions() -> Optional[tuple]:
     lib = _lib()
     if lib is None:
         return None
-    return tuple(ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in ("ashlib_pool_get", "ashlib_pool_put"))
+    from . import address
+    return address(lib, "ashlib_pool_get"), address(lib, "ashlib_pool_put")

@@ -91,10 +91,16 @@ def variants() -> list:
     return VARIANTS.get(platform.machine().lower(), [])
 
 
+def flag_set(flags: Optional[str] = None) -> set:
+    """The CPU flags named in ``flags`` (a flags line of /proc/cpuinfo; default: this machine's,
+    see :func:`cpu_flags`); empty where there is none."""
+    return set((cpu_flags() if flags is None else flags).replace(":", " ").split())
+
+
 def runnable(flags: Optional[str] = None) -> list:
-    """The variants this CPU can run, best first: those whose needs are all in ``flags`` (the
-    flags line of /proc/cpuinfo; default: this machine's, see :func:`cpu_flags`)."""
-    have = set((cpu_flags() if flags is None else flags).replace(":", " ").split())
+    """The variants this CPU can run, best first: those whose needs are all in ``flags`` (as
+    :func:`flag_set` takes it)."""
+    have = flag_set(flags)
     return [v for v in variants() if all(n in have for n in v[2])]
 
 
