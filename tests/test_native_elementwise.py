@@ -404,6 +404,46 @@ def test_gumbel_dalpha_across_the_series_switch_and_for_tiny_q(monkeypatch):
     assert spy.native == 12 and spy.aten == 0 and spy.patches == 0, (spy.native, spy.aten, spy.patches)
 
 
+def _gumbel_log1p_q(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """log1p(a e^x) in float64 without overflow: x + log a + log1p(e^-x / a) for large x."""
+    x, a = x.double(), a.double()
+    big = x > 30
+    xs = torch.where(big, torch.zeros_like(x), x)
+    return torch.where(big, x + torch.log(a) + torch.log1p(torch.exp(-x) / a), torch.log1p(a * torch.exp(xs)))
+
+
+def test_gumbel_hard_elements_are_those_where_L_exceeds_10():
+    """The kernels' hard elements of the adaptive Gumbel (the ones recomputed in float64) are the
+    non-finite x and the x beyond the per-parameter limit where L = log1p(a e^x)/a reaches 10:
+    every element with L > 10 (float64) is hard, and none with L below 10 (1 - 2e-5), over alpha
+    from 2^-30 to 2^30 (both sides of the limit's two formulas, which switch at alpha = 1.75)."""
+    lib = native.library()
+    d = torch.float64
+    alphas = torch.cat([2.0 ** torch.arange(-30, 30.5, 0.5, dtype=d),
+                        torch.tensor([1e-6, 0.1, 1.7, 1.749, 1.75, 1.751, 1.8, 37.0, 1e3], dtype=d)]).float()
+    rel = torch.tensor([-0.1, -1e-3, -1e-4, -2e-5, 1e-6, 1e-5, 1e-4, 1e-2, 1.0], dtype=d)
+    a64 = alphas.double()
+    # x_h = log(expm1(10 a) / a), where L = 10; 10 a - log a for large a (e^{-10 a} below 2^-60)
+    xh = torch.where(a64 < 4, torch.log(torch.expm1(10 * a64.clamp(max=4)) / a64), 10 * a64 - torch.log(a64))
+    x = (xh[:, None] * (1 + rel[None, :])).float()
+    a = alphas[:, None].expand(x.shape)
+    specials = torch.tensor([float("nan"), float("inf"), float("-inf"), -float("nan"), -1e30, 0.0])
+    x = torch.cat([x.reshape(-1), specials])
+    a = torch.cat([a.reshape(-1), torch.full((specials.numel(),), 1.3)]).contiguous()
+    mask = torch.empty(x.numel(), dtype=torch.uint8)
+    n = x.numel()
+    count = lib.gumbel_hard_f32(0, n, 1, n, x.data_ptr(), a.data_ptr(), mask.data_ptr())
+    hard = mask.bool()
+    assert count == int(hard.sum())
+    fin = torch.isfinite(x)
+    L = _gumbel_log1p_q(x[fin], a[fin]) / a[fin].double()
+    assert bool(hard[fin][L > 10].all()), "an element with L > 10 was not hard"
+    assert not bool(hard[fin][L < 10 * (1 - 2e-5)].any()), "an element with L < 10 was hard"
+    assert bool(hard[~fin].all()) and int((~fin).sum()) == 4 and not bool(hard[-2:].any())  # nan, +-inf; not -1e30, 0
+    # both sides of the limit are probed for every alpha
+    assert int((L > 10).sum()) >= 4 * alphas.numel() and int((L < 10 * (1 - 2e-5)).sum()) >= 3 * alphas.numel()
+
+
 def test_vectorised_expm1_and_log1p():
     """The polynomial expm1 and log1p of elementwise_cpu.c within 4 float32 ulps of float64."""
     lib = native.library()

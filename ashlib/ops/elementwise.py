@@ -36,7 +36,9 @@ backward for dy/dx and the parameter's gradient together) whenever :func:`ashlib
 loads them and the parameter is a scalar or varies along one contiguous block of x's dims (per
 channel, per row, per element) within the range where no float32 intermediate overflows
 (Gumbel and ReLU: alpha in [2^-30, 2^30]; Swish: |beta| <= 2^30). The kernels count the hard
-elements (the policy above, plus any non-finite x); when there are some, those elements, and
+elements (the policy above, plus any non-finite x; for Gumbel they compare x with the x at which
+``L`` reaches 10, computed once per parameter value and lowered by 2**-18 of itself, instead of
+testing ``L``); when there are some, those elements, and
 only those, are recomputed here by the float64 formulas. Swish's dy/dx near its zero is done in
 the kernel (a Taylor polynomial in the exactly formed ``beta*x - root``). Everything else takes the
 ATen path below, unchanged.

@@ -152,8 +152,9 @@ static int real_params_ok(int64_t K, const float *p) {
 #define SW_R_HI (-1.27846455574035645f)
 #define SW_R_LO (-1.2784645427610738 - (double)SW_R_HI)
 #define SW_BAND 0.2f
-static inline EW_AI int swish_elem(float xv, float b, float gv, int ny, int nx, int na, float *y, float *dx,
+static inline EW_AI int swish_elem(float xv, float b, float t, float gv, int ny, int nx, int na, float *y, float *dx,
                                    float *da) {
+    (void)t;
     int hard_x = (f32_bits(xv) & 0x7FFFFFFFu) > SW_X_BIG; /* also inf and nan */
     float xs = clampf(xv, -1e18f, 1e18f);                  /* |u| <= 2^30 1e18: finite */
     float u = b * xs;
@@ -185,8 +186,9 @@ static inline EW_AI int swish_elem(float xv, float b, float gv, int ny, int nx, 
  * at 2^96 (a <= 2^30 keeps it finite; beyond the cap e^{-u} is 0 anyway). Only a non-finite x
  * is hard. */
 #define RE_X_CAP 7.922816251426434e28f /* 2^96 */
-static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, int na, float *y, float *dx,
+static inline EW_AI int relu_elem(float xv, float a, float t, float gv, int ny, int nx, int na, float *y, float *dx,
                                   float *da) {
+    (void)t;
     int hard = nonfinite_f32(xv);
     float xp = clampf(xv, 0.0f, FLT_MAX);
     float u = a * clampf(xv, 0.0f, RE_X_CAP);
@@ -204,9 +206,10 @@ static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, i
     return hard;
 }
 
-/* Adaptive Gumbel: y = 1 - e^{-L}, L = log1p(q)/a, q = a e^x (x taken at min(x, 60); above,
- * log1p(q) grows by x - 60). Hard where L > 10 (log1p(q) > 10 a) or x is not finite; L is capped
- * at 20 so that hard elements stay finite. dy/dx = e^{-L} e^x/(1 + q);
+/* Adaptive Gumbel: y = 1 - e^{-L}, L = log1p(q)/a, q = a e^x (e^x taken at min(x, 60); above,
+ * log1p(q) grows by x - 60). Hard where x > t(a) (then L > 10, up to the margin of gumbel_limits)
+ * or x is not finite; x is capped at t(a), so that hard elements stay finite and L <= 10 (to
+ * float32 rounding) everywhere. dy/dx = e^{-L} e^x/(1 + q);
  * dy/da = -e^{-L} h/a^2, h = log1p(q) - q/(1 + q). For q < 13/32 (< sqrt(2) - 1) the reduction
  * of log1p_f32 has k = 0, z = q and s = q/(2 + q), so that q/(1 + q) = 2s/(1 + s), 2/(1 + s) =
  * 1 + 1/(1 + q) and h = 2 atanh(s) - 2s/(1 + s) = s^2 (1 + 1/(1 + q) + 2s P(s^2)): no
@@ -215,18 +218,44 @@ static inline EW_AI int relu_elem(float xv, float a, float gv, int ny, int nx, i
  * most 12-fold (1.6e-6 relative just above 13/32, measured against float64). */
 #define GU_Q_SERIES 0.40625f /* 13/32 < sqrt(2) - 1: 1 + q rounds below sqrt(2), so k = 0 */
 #define GU_X_CLAMP 60.0f
-#define GU_L_HARD 10.0f
-static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx, int na, float *y, float *dx,
-                                    float *da) {
+#define GU_A_SPLIT 1.75f
+
+/* t(a) for each parameter: a float32 just below x_h = log(expm1(10 a)/a), where L = 10 (the
+ * gradients carry e^{-L}, whose relative error is L times that of L; beyond, float64). Written
+ * as log((expm1(10 a)/a - 1) + 1) for a < 1.75 and 10 a - log((a - 1) + 1) above (where
+ * expm1(10 a) = e^{10 a} to float32 precision), with the kernels' own expm1 and log1p, so that
+ * the loop over a row's parameters vectorises; the result, accurate to a few ulp, is lowered by
+ * 2^-18 of itself (x_h >= log 10 > 0). Testing x against t(a) by the bits, once per element,
+ * replaces testing L (after the log), the non-finite x and the cap on L. */
+static void gumbel_limits(int64_t K, const float *p, float *t) {
+    _Pragma("omp simd")
+    for (int64_t k = 0; k < K; ++k) {
+        float a = p[k];
+        int low = a < GU_A_SPLIT;
+        float w = expm1_inrange_f32(10.0f * clampf(a, 0.0f, GU_A_SPLIT)) / a; /* >= 10 */
+        float l = log1p_f32(select_f32(low, w, a) - 1.0f);
+        float xh = select_f32(low, l, fmaf(10.0f, a, -l));
+        t[k] = xh - xh * 0x1p-18f;
+    }
+}
+/* Swish and the adaptive ReLU need no limits (their hard elements are found after the fact) */
+static inline void swish_limits(int64_t K, const float *p, float *t) { (void)K, (void)p, (void)t; }
+static inline void relu_limits(int64_t K, const float *p, float *t) { (void)K, (void)p, (void)t; }
+static inline EW_AI int gumbel_elem(float xv, float a, float t, float gv, int ny, int nx, int na, float *y,
+                                    float *dx, float *da) {
     float ia = 1.0f / a;
-    float ex = exp0_f32(xv, GU_X_CLAMP); /* e^{min(x, 60)} */
+    uint32_t xb = f32_bits(xv);
+    /* x > t or nan, by the bits: t > 0, so a positive x (nan and inf included) compares as an
+     * integer; the negative non-finite ones (-inf, -nan) are the bit patterns >= that of -inf */
+    int hard = ((int32_t)xb > (int32_t)f32_bits(t)) | (xb >= 0xFF800000u);
+    float xc = xv < t ? xv : t; /* t for nan too (the operand order of the min instruction) */
+    float ex = exp0_f32(xc, GU_X_CLAMP); /* e^{min(x, 60)}; 0 for -inf */
     float q = a * ex;
     float s, s2p;
-    float lq = log1p_parts_f32(q, &s, &s2p) + clampf(xv - GU_X_CLAMP, 0.0f, FLT_MAX);
-    int hard = nonfinite_f32(xv) | (lq > GU_L_HARD * a);
-    float Lc = clampf(lq, 0.0f, 2.0f * GU_L_HARD * a);
-    float L = Lc * ia;
-    if (ny) *y = abs_f32(expm1_inrange_f32(-L)); /* 1 - e^{-L} >= 0: +0, not -0, at L = 0 (L <= 20) */
+    float over = xc - GU_X_CLAMP;
+    float lq = log1p_parts_f32(q, &s, &s2p) + (over > 0.0f ? over : 0.0f);
+    float L = lq * ia; /* in [0, 10] */
+    if (ny) *y = abs_f32(expm1_inrange_f32(-L)); /* 1 - e^{-L} >= 0: +0, not -0, at L = 0 */
     if (nx || na) {
         float E = exp_estrin_f32(-L);
         float rm = 1.0f / (1.0f + q);
@@ -234,7 +263,7 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
         if (na) {
             float sa = s * ia;
             float small = (sa * sa) * ((1.0f + rm) + s2p);
-            float large = (Lc - q * rm) * (ia * ia); /* Lc = lq wherever the element is not hard */
+            float large = (lq - q * rm) * (ia * ia);
             float v = -gv * (E * select_f32(q < GU_Q_SERIES, small, large));
             *da = zero_if(hard, v);
         }
@@ -257,11 +286,14 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
             const int64_t b1 = b0 + EW_BLOCK < end ? b0 + EW_BLOCK : end;                          \
             if (inner == 1) {                                                                      \
                 const float *pk = p + k0 + (b0 - i);                                               \
+                const float *tk = th + k0 + (b0 - i);                                              \
+                (void)tk;                                                                          \
                 float *fk = fb ? fb + k0 + (b0 - i) : NULL;                                        \
                 (void)fk;                                                                          \
                 BODY_VECTOR                                                                        \
             } else {                                                                               \
-                const float pa = p[k0];                                                            \
+                const float pa = p[k0], pt = th[k0];                                               \
+                (void)pt;                                                                          \
                 BODY_SCALAR                                                                        \
             }                                                                                      \
         }                                                                                          \
@@ -275,36 +307,52 @@ static inline EW_AI int gumbel_elem(float xv, float a, float gv, int ny, int nx,
         }                                                                                          \
     }
 
-/* One block of the forward or the hard-element scan: the element function at parameter PARAM
- * (y wanted when NEED_Y), SINK per element (h is 1 for a hard element), and the hard count. */
-#define EW_SCAN(OP, SUF, PARAM, NEED_Y, SINK)                                                      \
+/* One block of the forward or the hard-element scan: the element function at parameter PARAM and
+ * limit LIMIT (y wanted when NEED_Y), SINK per element (h is 1 for a hard element), and the hard
+ * count. */
+#define EW_SCAN(OP, SUF, PARAM, LIMIT, NEED_Y, SINK)                                                   \
     {                                                                                              \
         int nh = 0;                                                                                \
         _Pragma("omp simd reduction(+:nh)")                                                        \
         for (int64_t j = b0; j < b1; ++j) {                                                        \
             float yv; float d1; float d2;                                                          \
-            int h = OP##_elem(load_##SUF(x, j), PARAM, 0.0f, NEED_Y, 0, 0, &yv, &d1, &d2);         \
+            int h = OP##_elem(load_##SUF(x, j), PARAM, LIMIT, 0.0f, NEED_Y, 0, 0, &yv, &d1, &d2);  \
             SINK;                                                                                  \
             nh += h;                                                                               \
         }                                                                                          \
         hard += nh;                                                                                \
     }
 
+/* th: the per-parameter limits of OP (OP##_limits) when HAS_LIMITS, else p itself (the element
+ * function ignores it); thb is what the entry point frees. */
+#define EW_LIMITS(OP, HAS_LIMITS)                                                                  \
+    float *thb = NULL;                                                                             \
+    const float *th = p;                                                                           \
+    if (HAS_LIMITS) {                                                                              \
+        thb = (float *)malloc((size_t)K * sizeof(float));                                          \
+        if (!thb) return -1;                                                                       \
+        OP##_limits(K, p, thb);                                                                    \
+        th = thb;                                                                                  \
+    }
+
 /* rows of K float32 partial sums per flush into the float64 sums (inner == 1) */
 #define EW_FLUSH_ROWS 16
 
-#define DEFINE_ELEMENTWISE(OP, SUF, T, PARAMS_OK)                                                  \
+#define DEFINE_ELEMENTWISE(OP, SUF, T, PARAMS_OK, HAS_LIMITS)                                      \
 int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x, T *y,         \
                        const float *p) {                                                           \
     if (!PARAMS_OK(K, p)) return -1;                                                               \
+    EW_LIMITS(OP, HAS_LIMITS)                                                                      \
     float *fb = NULL;                                                                              \
     int64_t hard = 0;                                                                              \
-    EW_RUNS(EW_SCAN(OP, SUF, pa, 1, store_##SUF(y, j, yv)),                                        \
-            EW_SCAN(OP, SUF, pk[j - b0], 1, store_##SUF(y, j, yv)), )                              \
+    EW_RUNS(EW_SCAN(OP, SUF, pa, pt, 1, store_##SUF(y, j, yv)),                                    \
+            EW_SCAN(OP, SUF, pk[j - b0], tk[j - b0], 1, store_##SUF(y, j, yv)), )                  \
+    free(thb);                                                                                     \
     return hard;                                                                                   \
 }                                                                                                  \
 static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K,  \
-        const T *x, const T *g, T *gx, const float *p, double *acc, float *fb, int nx, int na) {   \
+        const T *x, const T *g, T *gx, const float *p, const float *th, double *acc, float *fb, int nx,     \
+        int na) {                                                                                  \
     int64_t hard = 0;                                                                              \
     int rows = 0;                                                                                  \
     EW_RUNS({                                                                                      \
@@ -313,7 +361,7 @@ static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t 
         _Pragma("omp simd reduction(+:nh,sa)")                                                     \
         for (int64_t j = b0; j < b1; ++j) {                                                        \
             float yv; float dxv; float dav;                                                        \
-            nh += OP##_elem(load_##SUF(x, j), pa, load_##SUF(g, j), 0, nx, na, &yv, &dxv, &dav);   \
+            nh += OP##_elem(load_##SUF(x, j), pa, pt, load_##SUF(g, j), 0, nx, na, &yv, &dxv, &dav); \
             if (nx) store_##SUF(gx, j, dxv);                                                       \
             if (na) sa += dav;                                                                     \
         }                                                                                          \
@@ -324,7 +372,7 @@ static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t 
         _Pragma("omp simd reduction(+:nh)")                                                        \
         for (int64_t j = b0; j < b1; ++j) {                                                        \
             float yv; float dxv; float dav;                                                        \
-            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], load_##SUF(g, j), 0, nx, na, &yv, &dxv,  \
+            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], tk[j - b0], load_##SUF(g, j), 0, nx, na, &yv, &dxv, \
                             &dav);                                                                 \
             if (nx) store_##SUF(gx, j, dxv);                                                       \
             if (na) fk[j - b0] += dav;                                                             \
@@ -350,38 +398,45 @@ static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t 
 int64_t OP##_bwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x, const T *g,   \
                        T *gx, const float *p, double *acc) {                                       \
     if (!PARAMS_OK(K, p)) return -1;                                                               \
+    EW_LIMITS(OP, HAS_LIMITS)                                                                      \
     float *fb = NULL;                                                                              \
     if (acc && inner == 1) { /* float32 partial sums per parameter, flushed every few rows */      \
         fb = (float *)calloc((size_t)K, sizeof(float));                                            \
-        if (!fb) return -1;                                                                        \
+        if (!fb) {                                                                                 \
+            free(thb);                                                                             \
+            return -1;                                                                             \
+        }                                                                                          \
     }                                                                                              \
     int64_t hard = 0;                                                                              \
     if (gx && acc)                                                                                 \
-        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 1, 1);                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 1, 1);                  \
     else if (gx)                                                                                   \
-        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 1, 0);                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 1, 0);                  \
     else if (acc)                                                                                  \
-        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, acc, fb, 0, 1);                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 0, 1);                  \
     free(fb);                                                                                      \
+    free(thb);                                                                                     \
     return hard;                                                                                   \
 }                                                                                                  \
 /* mask[i] = 1 for the hard elements of [e0, e1) (mask indexed like x), else 0 */                  \
 int64_t OP##_hard_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x,              \
                         const float *p, uint8_t *mask) {                                           \
     if (!PARAMS_OK(K, p)) return -1;                                                               \
+    EW_LIMITS(OP, HAS_LIMITS)                                                                      \
     float *fb = NULL;                                                                              \
     int64_t hard = 0;                                                                              \
-    EW_RUNS(EW_SCAN(OP, SUF, pa, 0, mask[j] = (uint8_t)h),                                         \
-            EW_SCAN(OP, SUF, pk[j - b0], 0, mask[j] = (uint8_t)h), )                               \
+    EW_RUNS(EW_SCAN(OP, SUF, pa, pt, 0, mask[j] = (uint8_t)h),                                     \
+            EW_SCAN(OP, SUF, pk[j - b0], tk[j - b0], 0, mask[j] = (uint8_t)h), )                   \
+    free(thb);                                                                                     \
     return hard;                                                                                   \
 }
 
-DEFINE_ELEMENTWISE(swish, f32, float, real_params_ok)
-DEFINE_ELEMENTWISE(swish, bf16, uint16_t, real_params_ok)
-DEFINE_ELEMENTWISE(relu, f32, float, positive_params_ok)
-DEFINE_ELEMENTWISE(relu, bf16, uint16_t, positive_params_ok)
-DEFINE_ELEMENTWISE(gumbel, f32, float, positive_params_ok)
-DEFINE_ELEMENTWISE(gumbel, bf16, uint16_t, positive_params_ok)
+DEFINE_ELEMENTWISE(swish, f32, float, real_params_ok, 0)
+DEFINE_ELEMENTWISE(swish, bf16, uint16_t, real_params_ok, 0)
+DEFINE_ELEMENTWISE(relu, f32, float, positive_params_ok, 0)
+DEFINE_ELEMENTWISE(relu, bf16, uint16_t, positive_params_ok, 0)
+DEFINE_ELEMENTWISE(gumbel, f32, float, positive_params_ok, 1)
+DEFINE_ELEMENTWISE(gumbel, bf16, uint16_t, positive_params_ok, 1)
 
 /* For the tests: the vectorised exp (Estrin), expm1 and log1p on an array. */
 void ew_exp_f32(int64_t n, const float *x, float *y) {
