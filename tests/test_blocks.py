@@ -261,6 +261,10 @@ def test_pool_c_under_threads_and_fork(tmp_path):
 
 
 def _child(q):
+    # one thread, as DataLoader's workers do: once the parent has run an OpenMP parallel region
+    # (any large torch op with more than one thread), a parallel region in a forked child hangs in
+    # libgomp, with or without ashlib
+    torch.set_num_threads(1)
     t = blocks.empty((MB,), torch.float32)
     t.fill_(3.0)
     ok = bool((t == 3.0).all())
