@@ -437,54 +437,78 @@ def _kernels_loaded() -> Optional[str]:
 def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: int = 7,
                  threads: int = 1, env: Optional[Dict[str, str]] = None) -> List[dict]:
     """Forward+backward of each op, and of F.silu, each timed ALONE in a fresh process with glibc's
-    default allocator, as a model that uses one activation runs; the processes alternate (silu,
-    op 1, op 2, ..., silu, op 1, ...) for ``rounds`` rounds so that drift in the machine's speed
-    reaches every op alike. Each process times its op once glibc has settled (:func:`settle`: up
-    to SETTLE_CALLS calls first), as a training loop runs after its first steps. Returns per op
-    and shape: the median over rounds of each process's median time, its ratio to F.silu's time
-    in F.silu's FASTEST process, the op's mean minor page faults per timed call and those of
-    that F.silu process (and of each), and the most warm-up calls any of their processes needed
-    (SETTLE_CALLS: it did not settle).
+    default allocator, as a model that uses one activation runs. Each process times its op once
+    glibc has settled (:func:`settle`: up to SETTLE_CALLS calls first), as a training loop runs
+    after its first steps.
 
-    F.silu's best process, not its median: ashlib's operators take their large outputs from their
-    own block cache (ashlib.ops.native.blocks) and do not page-fault once settled, while F.silu's
-    outputs come from glibc, which in some processes faults them in again on every call (8,160
-    faults per call on the 16 MiB map in one run). Against F.silu's median such a run would credit
-    ashlib with glibc's bad luck; against its best process the ratio compares the arithmetic and
-    memory traffic, and can only err against ashlib.
+    The processes run in ``rounds`` rounds, each bracketed by two F.silu processes (silu, op 1,
+    op 2, ..., silu, op 1, ..., silu: one F.silu process more than rounds). An op's ratio in a
+    round is its time over the faster of the two F.silu processes around that round, so that the
+    ratio compares processes run within seconds of each other: the machine's speed drifts by tens
+    of percent over a minute on a shared host, and a ratio across rounds measures that drift. The
+    op's ratio is the median of its rounds' ratios.
+
+    The faster F.silu process, not their mean: ashlib's operators take their large outputs from
+    their own block cache (ashlib.ops.native.blocks) and do not page-fault once settled, while
+    F.silu's outputs come from glibc, which in some processes faults them in again on every call
+    (8,160 faults per call on the 16 MiB map in one run). An F.silu process that faulted more
+    than once per call is passed over while either one around the round, or else any in the run,
+    did not, so that glibc's bad luck in F.silu's process is not credited to ashlib.
+
+    Returns per op and shape: the median of the op's process times (``fwdbwd_s``), the median of
+    the F.silu times it was divided by (``silu_fwdbwd_s``) and of every F.silu process
+    (``silu_median_fwdbwd_s``), the median ratio (``fwdbwd_vs_silu``), the op's mean minor page
+    faults per timed call, those of F.silu's processes used (mean) and of each, and the most
+    warm-up calls any of their processes needed (SETTLE_CALLS: it did not settle). ``env`` is
+    passed to every process (:func:`run_isolated`); the rows say which routes and native kernels
+    the op's processes used.
 
     In one process with many ops, memory one op frees and glibc returns to the system is
     faulted in again by whichever op allocates next, so an op's time depends on its neighbours;
-    alone, an op pays only for its own allocation pattern. ``env`` is passed to every process
-    (:func:`run_isolated`); the rows say which routes and native kernels the op's processes used."""
+    alone, an op pays only for its own allocation pattern."""
     times = {op: {sh: [] for sh in shapes} for op in ["silu"] + list(op_names)}
     faults = {op: {sh: [] for sh in shapes} for op in times}
     warm = {op: {sh: [] for sh in shapes} for op in times}
     routes, kernels = set(), set()
+
+    def run(op):
+        argv = ["--alone", op, "--shapes", *shapes, "--dtypes", "float32", "--reps", str(reps),
+                "--threads", str(threads)]
+        for r in run_isolated(argv, env=env)["activations"]:
+            times[op][r["shape"]].append(r["fwdbwd_s"])
+            faults[op][r["shape"]].append(r["fwdbwd_faults"])
+            warm[op][r["shape"]].append(r["settle_calls"])
+            if op != "silu":
+                routes.add(r["ash_route"])
+                kernels.add(r["kernels"])
+
+    run("silu")
     for _ in range(rounds):
-        for op in times:
-            argv = ["--alone", op, "--shapes", *shapes, "--dtypes", "float32", "--reps", str(reps),
-                    "--threads", str(threads)]
-            for r in run_isolated(argv, env=env)["activations"]:
-                times[op][r["shape"]].append(r["fwdbwd_s"])
-                faults[op][r["shape"]].append(r["fwdbwd_faults"])
-                warm[op][r["shape"]].append(r["settle_calls"])
-                if op != "silu":
-                    routes.add(r["ash_route"])
-                    kernels.add(r["kernels"])
+        for op in op_names:
+            run(op)
+        run("silu")
     out = []
-    for op in op_names:
-        for sh in shapes:
-            t = statistics.median(times[op][sh])
-            best = min(range(len(times["silu"][sh])), key=lambda k: times["silu"][sh][k])
-            ts = times["silu"][sh][best]
-            out.append({"op": op, "shape": sh, "fwdbwd_s": t, "silu_fwdbwd_s": ts, "fwdbwd_vs_silu": t / ts,
-                        "silu_median_fwdbwd_s": statistics.median(times["silu"][sh]),
-                        "faults": statistics.mean(faults[op][sh]), "silu_faults": faults["silu"][sh][best],
-                        "silu_faults_per_process": list(faults["silu"][sh]),
+    for sh in shapes:
+        st, sf = times["silu"][sh], faults["silu"][sh]
+        calm = [k for k in range(len(st)) if sf[k] <= 1]
+        denominators = []  # per round: the index of the F.silu process divided by
+        for k in range(rounds):
+            pick = [j for j in (k, k + 1) if j in calm] or calm or [k, k + 1]
+            denominators.append(min(pick, key=lambda j: st[j]))
+        for op in op_names:
+            ratios = [times[op][sh][k] / st[j] for k, j in enumerate(denominators)]
+            out.append({"op": op, "shape": sh, "fwdbwd_s": statistics.median(times[op][sh]),
+                        "silu_fwdbwd_s": statistics.median(st[j] for j in denominators),
+                        "fwdbwd_vs_silu": statistics.median(ratios), "round_ratios": ratios,
+                        "silu_median_fwdbwd_s": statistics.median(st),
+                        "faults": statistics.mean(faults[op][sh]),
+                        "silu_faults": statistics.mean(sf[j] for j in denominators),
+                        "silu_faults_per_process": list(sf),
                         "settle_calls": max(warm[op][sh]), "silu_settle_calls": max(warm["silu"][sh]),
                         "rounds": rounds, "reps": reps, "ash_eager_route": "/".join(sorted(routes)),
                         "kernels": "/".join(sorted(k for k in kernels if k)) or None})
+    order = {op: i for i, op in enumerate(op_names)}
+    out.sort(key=lambda r: (order[r["op"]], shapes.index(r["shape"])))
     return out
 
 
