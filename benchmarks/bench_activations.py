@@ -487,28 +487,27 @@ def alone_ratios(op_names: List[str], shapes: List[str], rounds: int = 3, reps: 
         for op in op_names:
             run(op)
         run("silu")
-    out = []
+    denominators = {}  # per shape and round: the index of the F.silu process divided by
     for sh in shapes:
         st, sf = times["silu"][sh], faults["silu"][sh]
         calm = [k for k in range(len(st)) if sf[k] <= 1]
-        denominators = []  # per round: the index of the F.silu process divided by
-        for k in range(rounds):
-            pick = [j for j in (k, k + 1) if j in calm] or calm or [k, k + 1]
-            denominators.append(min(pick, key=lambda j: st[j]))
-        for op in op_names:
-            ratios = [times[op][sh][k] / st[j] for k, j in enumerate(denominators)]
+        denominators[sh] = [min([j for j in (k, k + 1) if j in calm] or calm or [k, k + 1], key=lambda j: st[j])
+                            for k in range(rounds)]
+    out = []
+    for op in op_names:
+        for sh in shapes:
+            st, sf, den = times["silu"][sh], faults["silu"][sh], denominators[sh]
+            ratios = [times[op][sh][k] / st[j] for k, j in enumerate(den)]
             out.append({"op": op, "shape": sh, "fwdbwd_s": statistics.median(times[op][sh]),
-                        "silu_fwdbwd_s": statistics.median(st[j] for j in denominators),
+                        "silu_fwdbwd_s": statistics.median(st[j] for j in den),
                         "fwdbwd_vs_silu": statistics.median(ratios), "round_ratios": ratios,
                         "silu_median_fwdbwd_s": statistics.median(st),
                         "faults": statistics.mean(faults[op][sh]),
-                        "silu_faults": statistics.mean(sf[j] for j in denominators),
+                        "silu_faults": statistics.mean(sf[j] for j in den),
                         "silu_faults_per_process": list(sf),
                         "settle_calls": max(warm[op][sh]), "silu_settle_calls": max(warm["silu"][sh]),
                         "rounds": rounds, "reps": reps, "ash_eager_route": "/".join(sorted(routes)),
                         "kernels": "/".join(sorted(k for k in kernels if k)) or None})
-    order = {op: i for i, op in enumerate(op_names)}
-    out.sort(key=lambda r: (order[r["op"]], shapes.index(r["shape"])))
     return out
 
 

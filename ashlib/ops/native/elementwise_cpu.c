@@ -310,7 +310,7 @@ static inline EW_AI int gumbel_elem(float xv, float a, float t, float gv, int ny
 /* One block of the forward or the hard-element scan: the element function at parameter PARAM and
  * limit LIMIT (y wanted when NEED_Y), SINK per element (h is 1 for a hard element), and the hard
  * count. */
-#define EW_SCAN(OP, SUF, PARAM, LIMIT, NEED_Y, SINK)                                                   \
+#define EW_SCAN(OP, SUF, PARAM, LIMIT, NEED_Y, SINK)                                               \
     {                                                                                              \
         int nh = 0;                                                                                \
         _Pragma("omp simd reduction(+:nh)")                                                        \
@@ -351,8 +351,8 @@ int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T
     return hard;                                                                                   \
 }                                                                                                  \
 static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K,  \
-        const T *x, const T *g, T *gx, const float *p, const float *th, double *acc, float *fb, int nx,     \
-        int na) {                                                                                  \
+        const T *x, const T *g, T *gx, const float *p, const float *th, double *acc, float *fb,    \
+        int nx, int na) {                                                                          \
     int64_t hard = 0;                                                                              \
     int rows = 0;                                                                                  \
     EW_RUNS({                                                                                      \
@@ -361,7 +361,8 @@ static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t 
         _Pragma("omp simd reduction(+:nh,sa)")                                                     \
         for (int64_t j = b0; j < b1; ++j) {                                                        \
             float yv; float dxv; float dav;                                                        \
-            nh += OP##_elem(load_##SUF(x, j), pa, pt, load_##SUF(g, j), 0, nx, na, &yv, &dxv, &dav); \
+            nh += OP##_elem(load_##SUF(x, j), pa, pt, load_##SUF(g, j), 0, nx, na, &yv, &dxv,      \
+                            &dav);                                                                 \
             if (nx) store_##SUF(gx, j, dxv);                                                       \
             if (na) sa += dav;                                                                     \
         }                                                                                          \
@@ -372,8 +373,8 @@ static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t 
         _Pragma("omp simd reduction(+:nh)")                                                        \
         for (int64_t j = b0; j < b1; ++j) {                                                        \
             float yv; float dxv; float dav;                                                        \
-            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], tk[j - b0], load_##SUF(g, j), 0, nx, na, &yv, &dxv, \
-                            &dav);                                                                 \
+            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], tk[j - b0], load_##SUF(g, j), 0, nx, na, \
+                            &yv, &dxv, &dav);                                                      \
             if (nx) store_##SUF(gx, j, dxv);                                                       \
             if (na) fk[j - b0] += dav;                                                             \
         }                                                                                          \
@@ -409,11 +410,11 @@ int64_t OP##_bwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T
     }                                                                                              \
     int64_t hard = 0;                                                                              \
     if (gx && acc)                                                                                 \
-        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 1, 1);                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 1, 1);              \
     else if (gx)                                                                                   \
-        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 1, 0);                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 1, 0);              \
     else if (acc)                                                                                  \
-        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 0, 1);                  \
+        hard = OP##_bwd_loop_##SUF(e0, e1, inner, K, x, g, gx, p, th, acc, fb, 0, 1);              \
     free(fb);                                                                                      \
     free(thb);                                                                                     \
     return hard;                                                                                   \
