@@ -445,3 +445,183 @@ def test_a_library_in_the_cache_wins_over_a_remembered_failure(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="killed by signal"):
         native.build_eager(cxx=str(killed))
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".failed")]
+
+
+# --- the CPU kernels of the graph operators ashlib::ash and ashlib::ash_backward -------------------
+# What a torch.compile graph (and any dispatched call on CPU tensors) runs: the native fast path in
+# C++, every other case handed to the operators' Python kernels (ashlib_eager::ash_python and
+# ash_backward_python). Which of the two ran is seen by counting the calls of the Python kernels'
+# bodies (_ash_forward and _ash_grads, which both Python kernels look up at call time).
+
+
+@pytest.fixture
+def python_kernel_calls(monkeypatch):
+    assert FU._fast_ready()  # (the kernels' addresses handed to C++; any first call does this)
+    calls = {"forward": 0, "backward": 0}
+    fwd, grads = FU._ash_forward, FU._ash_grads
+
+    def counted_forward(*args):
+        calls["forward"] += 1
+        return fwd(*args)
+
+    def counted_grads(*args):
+        calls["backward"] += 1
+        return grads(*args)
+
+    monkeypatch.setattr(FU, "_ash_forward", counted_forward)
+    monkeypatch.setattr(FU, "_ash_grads", counted_grads)
+    return calls
+
+
+def _graph_call(x, z, a, sl, g, need, eps=1e-5, backend=None, python=False):
+    """(forward outputs, backward outputs) of the graph operators, or of their Python kernels."""
+    ns = torch.ops.ashlib_eager if python else torch.ops.ashlib
+    fwd = ns.ash_python if python else ns.ash
+    bwd = ns.ash_backward_python if python else ns.ash_backward
+    out = fwd(x, z, a, sl, eps, backend)
+    return out, bwd(g, x, z, a, sl, out[1], out[2], out[3], eps, list(need), backend)
+
+
+def _same(p, q, need=(True,) * 4):
+    """Bits equal where needed; where a gradient was not asked for, only its shape and dtype count
+    (both kernels return an uninitialised tensor there)."""
+    (f1, b1), (f2, b2) = p, q
+    assert all(u.dtype == v.dtype and torch.equal(u, v) for u, v in zip(f1, f2))
+    for u, v, nd in zip(b1, b2, need):
+        assert u.dtype == v.dtype and u.shape == v.shape and (not nd or torch.equal(u, v))
+
+
+def test_the_graph_operators_have_cpu_kernels_once_the_library_is_loaded():
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("ashlib::ash", "CPU")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("ashlib::ash_backward", "CPU")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("slope", [None, 0.07], ids=["ash", "leaky"])
+def test_graph_kernels_give_the_bits_of_the_python_kernels(dtype, slope, python_kernel_calls):
+    gen = torch.Generator().manual_seed(21)
+    x = torch.randn(5, 37, generator=gen).to(dtype)
+    g = torch.randn(5, 37, generator=gen).to(dtype)
+    z, a = torch.tensor(0.4), torch.tensor(1.7)
+    sl = None if slope is None else torch.tensor(slope)
+    for need in [(True, True, True, True), (True, False, False, False), (False, True, True, False),
+                 (False, False, False, True), (False, False, False, False)]:
+        got = _graph_call(x, z, a, sl, g, need)
+        assert python_kernel_calls == {"forward": 0, "backward": 0}, need  # the C++ kernels took it
+        assert not bool(got[0][3])  # not the exact path
+        _same(got, _graph_call(x, z, a, sl, g, need, python=True), need)
+        python_kernel_calls.update(forward=0, backward=0)
+    # and the values against the float64 reference (statistics over each row)
+    xd = x.double().requires_grad_()
+    zd, ad = (torch.tensor(float(v), dtype=torch.float64, requires_grad=True) for v in (z, a))
+    ld = None if sl is None else torch.tensor(float(sl), dtype=torch.float64, requires_grad=True)
+    yr = R.ash(xd, zd, ad, ld, (1,), 1e-5)
+    inputs = [t for t in (xd, zd, ad, ld) if t is not None]
+    refs = torch.autograd.grad(yr, inputs, g.double())
+    yr = yr.detach()
+    (y, *_), grads = _graph_call(x, z, a, sl, g, (True, True, True, sl is not None))
+    tol = 1e-6 if dtype == torch.float32 else 8e-3  # bfloat16: the output's own rounding
+    assert float((y.double() - yr).abs().max()) <= tol * float(yr.abs().max())
+    assert float((grads[0].double() - refs[0]).abs().max()) <= 10 * tol * float(refs[0].abs().max())
+    for got, ref in zip(grads[1:], refs[1:]):
+        assert abs(float(got) - float(ref)) <= 1e-4 * abs(float(ref)) + 1e-5
+
+
+def test_graph_kernels_split_rows_over_threads_as_the_python_kernels(python_kernel_calls):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        x = torch.randn(6, native.PARALLEL_MIN_ELEMENTS // 6 + 7, generator=torch.Generator().manual_seed(22))
+        assert native.row_chunks(*x.shape) == 2
+        g = torch.randn(x.shape, generator=torch.Generator().manual_seed(23))
+        args = (x, torch.tensor(-0.2), torch.tensor(0.9), None, g, (True, True, True, False))
+        got = _graph_call(*args)
+        assert python_kernel_calls == {"forward": 0, "backward": 0}
+        _same(got, _graph_call(*args, python=True))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_graph_kernels_take_views_and_odd_gradients_as_the_python_kernels(python_kernel_calls):
+    """A transposed x is made contiguous, a gradient of another dtype or layout converted, a
+    negative view and a zero tensor read as values: the same bits as the Python kernels."""
+    gen = torch.Generator().manual_seed(24)
+    base = torch.randn(9, 6, generator=gen)
+    x = base.t()  # (6, 9), not contiguous
+    z, a = torch.tensor(0.1), torch.tensor(2.5)
+    grads = [torch.randn(9, 6, generator=gen).t(), torch.randn(6, 9, generator=gen, dtype=torch.float64),
+             torch._efficientzerotensor(6, 9), torch._neg_view(torch.randn(6, 9, generator=gen)),
+             torch.tensor(0.5).expand(6, 9)]
+    for g in grads:
+        got = _graph_call(x, z, a, None, g, (True, True, True, False))
+        assert python_kernel_calls == {"forward": 0, "backward": 0}
+        _same(got, _graph_call(x, z, a, None, g, (True, True, True, False), python=True))
+        python_kernel_calls.update(forward=0, backward=0)
+
+
+def test_graph_kernels_hand_every_other_case_to_the_python_kernels(python_kernel_calls):
+    gen = torch.Generator().manual_seed(25)
+    x = torch.randn(4, 16, generator=gen)
+    g = torch.randn(4, 16, generator=gen)
+    z, a = torch.tensor(0.5), torch.tensor(1.0)
+    need = (True, True, True, False)
+
+    def handed_over(expect_exact=False, **kw):
+        before = dict(python_kernel_calls)
+        xx = kw.pop("x", x)
+        got = _graph_call(xx, kw.pop("z", z), kw.pop("a", a), None, g.to(xx.dtype), need, **kw)
+        assert python_kernel_calls["forward"] == before["forward"] + 1
+        assert python_kernel_calls["backward"] == before["backward"] + 1
+        assert bool(got[0][3]) == expect_exact
+        return got
+
+    big = x.clone()
+    big[1, 3] = 3e38  # outside the kernels' range: the exact float64 path, forward and backward
+    got = handed_over(expect_exact=True, x=big)
+    yr = R.ash(big.double(), z.double(), a.double(), None, (1,), 1e-5)
+    fin = yr.isfinite()
+    assert torch.equal(got[0][0].isfinite(), fin)
+    assert torch.allclose(got[0][0].double()[fin], yr[fin], rtol=1e-6, atol=0)
+    handed_over(expect_exact=True, eps=1e-30)  # below the kernels' eps: the exact path too
+    handed_over(backend="aten")  # the ATen path, asked for
+    handed_over(x=x.double())  # float64: the ATen path
+    with torch.profiler.profile():  # under the profiler: outputs from torch's allocator
+        handed_over()
+    with pytest.raises(ValueError, match="alpha=.* is out of range"):  # the Python kernel's errors
+        torch.ops.ashlib.ash(x, z, torch.tensor(-1.0), None, 1e-5)
+    with pytest.raises((ValueError, RuntimeError), match="one element"):
+        torch.ops.ashlib.ash(x, torch.zeros(2), a, None, 1e-5)
+
+
+def test_a_compiled_graph_runs_the_cpp_kernels(python_kernel_calls):
+    x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(26))
+    g = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(27))
+    res = []
+    for compiled in (False, True):
+        xx = x.clone().requires_grad_()
+        z, a = torch.tensor(0.4, requires_grad=True), torch.tensor(1.7, requires_grad=True)
+        fn = lambda t: AF.ash(t, z, a)  # noqa: E731
+        if compiled:
+            fn = torch.compile(fn, backend="aot_eager", fullgraph=True)
+            fn(xx).backward(g)  # compiles (tracing runs the fake kernels only)
+            xx.grad = z.grad = a.grad = None
+        y = fn(xx)
+        y.backward(g)
+        res.append([y.detach(), xx.grad, z.grad, a.grad])
+    assert python_kernel_calls == {"forward": 0, "backward": 0}
+    for p, q in zip(*res):  # and the bits of the C++ eager route
+        assert torch.equal(p, q)
+
+
+def test_a_process_that_only_runs_compiled_graphs_loads_the_cpp_kernels():
+    proc = _python(textwrap.dedent("""
+        import torch, ashlib.functional as AF
+        from ashlib.ops import ash_family as FU
+        z, a = torch.tensor(0.0), torch.tensor(1.0)
+        fn = torch.compile(lambda t: AF.ash(t, z, a), backend="aot_eager", fullgraph=True)
+        x = torch.randn(4, 8)
+        fn(x)  # the first run at run time calls the Python kernel, which loads the library
+        print(torch._C._dispatch_has_kernel_for_dispatch_key("ashlib::ash", "CPU"), FU._fast_ready())
+        """))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["True", "True"]

@@ -405,7 +405,13 @@ def _ash_op(x: Tensor, z: Tensor, alpha: Tensor, slope: Optional[Tensor], eps: f
     """(y, mu, sigma, exact) of ASH (or Leaky ASH when ``slope`` is given) over the rows of 2-D x.
 
     ``exact`` is a CPU bool: whether the exact float64 path was taken (read by the backward
-    without a device synchronisation)."""
+    without a device synchronisation).
+
+    On CPU tensors this runs only where the C++ kernel of ``ashlib::ash`` (native/ash_autograd.cpp)
+    does not take the call, or before that library is loaded; the call below loads it (or starts
+    its build), so that a process that only runs compiled graphs gets it too."""
+    if x.device.type == "cpu" and not _fast_state["off"]:
+        _fast_ready()
     y, mu, sigma, exact = _ash_forward(x, z, alpha, slope, eps, backend, chunk_elements)
     return y, mu, sigma, torch.tensor(exact)
 
@@ -614,6 +620,16 @@ def _ash_grads_graph(grad, x, z, alpha, slope, eps, keep, needs):
 
 
 _GRAPH_LIB.impl("ash_grads_graph", _ash_grads_graph, "CompositeImplicitAutograd")
+# the Python kernels of ashlib::ash and ashlib::ash_backward under names of their own: the C++
+# library gives those two operators CPU kernels (native/ash_autograd.cpp) for the native fast
+# path, which hand every other case to these
+_GRAPH_LIB.define("ash_python(Tensor x, Tensor z, Tensor alpha, Tensor? slope, %s) "
+                  "-> (Tensor, Tensor, Tensor, Tensor)" % _STAT_ARGS)
+_GRAPH_LIB.impl("ash_python", _ash_op, "CompositeExplicitAutograd")
+_GRAPH_LIB.define("ash_backward_python(Tensor grad, Tensor x, Tensor z, Tensor alpha, Tensor? slope, Tensor mu, "
+                  "Tensor sigma, Tensor exact, float eps, bool[] need, str? backend=None, int chunk_elements=%d) "
+                  "-> (Tensor, Tensor, Tensor, Tensor)" % DEFAULT_CHUNK_ELEMENTS)
+_GRAPH_LIB.impl("ash_backward_python", _ash_backward_op, "CompositeExplicitAutograd")
 
 
 _fast_lock = threading.Lock()

@@ -19,14 +19,26 @@
 //
 // A backward with create_graph=True calls the Python operator ashlib::ash_grads_graph, which
 // differentiates the float64 reference formulas (ashlib.ops.ash_family.differentiable_grads).
+//
+// The same file gives the graph operators ashlib::ash and ashlib::ash_backward their CPU
+// kernels (graph_ash, graph_ash_backward below): what a torch.compile graph calls, and any call
+// of torch.ops.ashlib.ash on CPU tensors. They run the native fast path of the Python kernels
+// (ash_family._ash_op, _ash_backward_op) without their Python layers, which cost far more than
+// their few microseconds right after a kernel that has streamed a large tensor through the
+// caches; every other case goes to those Python kernels, unchanged, through
+// ashlib_eager::ash_python and ashlib_eager::ash_backward_python.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/profiler/orchestration/observer.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <optional>
+#include <tuple>
 #include <vector>
 
 namespace ashlib_eager {
@@ -222,6 +234,143 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
   }
 };
 
+// --- the CPU kernels of the graph operators ashlib::ash and ashlib::ash_backward ---------------
+
+using Quad = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+
+// a one-element CPU parameter as a double, or false (the Python kernel then raises the error)
+bool try_param(const Tensor &t, bool positive, double *out) {
+  if (!t.defined() || t.numel() != 1 || !t.device().is_cpu() || !t.is_floating_point()) return false;
+  const double v = t.item<double>();
+  if (!std::isfinite(v) || (positive && !(v > 0))) return false;
+  *out = v;
+  return true;
+}
+
+// whether the C kernels take x (2-D rows, CPU float32/bfloat16 values in memory, not empty), with
+// this backend and eps; under the profiler the Python kernels run, whose outputs come from
+// torch's allocator, so that the profiler's memory events count them
+bool graph_fast(const Tensor &x, const std::optional<c10::string_view> &backend, double eps) {
+  if (backend.has_value() && *backend != "native") return false;
+  const bool f32 = x.scalar_type() == at::kFloat;
+  if (!(f32 ? K.fwd_f32 : K.fwd_bf16) || !(f32 || x.scalar_type() == at::kBFloat16)) return false;
+  if (x.dim() != 2 || !x.device().is_cpu() || x.layout() != at::kStrided || x.is_neg() || x.is_conj() ||
+      x._is_zerotensor() || x.size(0) == 0 || x.size(1) == 0)
+    return false;
+  if (!(eps >= K.eps_min) || !std::isfinite(eps)) return false;
+  return !torch::profiler::impl::profilerEnabled();
+}
+
+Quad graph_ash(const Tensor &x_in, const Tensor &z, const Tensor &alpha, const std::optional<Tensor> &slope,
+               double eps, std::optional<c10::string_view> backend, int64_t chunk_elements) {
+  static auto python = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("ashlib_eager::ash_python", "")
+                           .typed<Quad(const Tensor &, const Tensor &, const Tensor &, const std::optional<Tensor> &,
+                                       double, std::optional<c10::string_view>, int64_t)>();
+  auto slow = [&]() {
+    at::AutoDispatchBelowADInplaceOrView below;
+    return python.call(x_in, z, alpha, slope, eps, backend, chunk_elements);
+  };
+  double zf = 0.0, af = 0.0, lf = 0.0;
+  const bool leaky = slope.has_value() && slope->defined();
+  if (!graph_fast(x_in, backend, eps) || !try_param(z, false, &zf) || !try_param(alpha, true, &af) ||
+      (leaky && !try_param(*slope, true, &lf)))
+    return slow();
+  const Tensor x = x_in.contiguous();
+  const int64_t rows = x.size(0), n = x.size(1);
+  const bool f32 = x.scalar_type() == at::kFloat;
+  fwd_fn fn = f32 ? K.fwd_f32 : K.fwd_bf16;
+  // the small blocks before the large one (see ASHFunction::forward)
+  const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
+  std::vector<int> ok(chunks, 1);
+  Tensor mu = at::empty({rows, 1}, x.options().dtype(at::kDouble));
+  Tensor sigma = at::empty({rows, 1}, x.options().dtype(at::kDouble));
+  Tensor exact = at::scalar_tensor(false, at::TensorOptions().dtype(at::kBool));
+  Tensor y = output_like(x);
+  double *mp = mu.data_ptr<double>(), *sp = sigma.data_ptr<double>();
+  const char *xp = static_cast<const char *>(x.const_data_ptr());
+  char *yp = static_cast<char *>(y.data_ptr());
+  const float A = static_cast<float>(2.0 * af), ell = static_cast<float>(lf);
+  over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
+    ok[c] = fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf, K.ratio, A, ell, mp + r0, sp + r0);
+  });
+  for (int v : ok)
+    if (!v) return slow();  // a sample outside the kernels' range: the exact path
+  return Quad(y, mu, sigma, exact);
+}
+
+Quad graph_ash_backward(const Tensor &grad_in, const Tensor &x_in, const Tensor &z, const Tensor &alpha,
+                        const std::optional<Tensor> &slope, const Tensor &mu_in, const Tensor &sigma_in,
+                        const Tensor &exact, double eps, const c10::List<bool> &need,
+                        std::optional<c10::string_view> backend, int64_t chunk_elements) {
+  static auto python =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("ashlib_eager::ash_backward_python", "")
+          .typed<Quad(const Tensor &, const Tensor &, const Tensor &, const Tensor &, const std::optional<Tensor> &,
+                      const Tensor &, const Tensor &, const Tensor &, double, c10::ArrayRef<bool>,
+                      std::optional<c10::string_view>, int64_t)>();
+  // (a List<bool> holds its entries as IValues: copied out into plain bools for the call)
+  std::vector<char> flags;
+  for (const bool b : need) flags.push_back(b);
+  auto slow = [&]() {
+    at::AutoDispatchBelowADInplaceOrView below;
+    std::unique_ptr<bool[]> held(new bool[flags.size()]);
+    for (size_t i = 0; i < flags.size(); ++i) held[i] = flags[i] != 0;
+    return python.call(grad_in, x_in, z, alpha, slope, mu_in, sigma_in, exact, eps,
+                       c10::ArrayRef<bool>(held.get(), flags.size()), backend, chunk_elements);
+  };
+  double zf = 0.0, af = 0.0, lf = 0.0;
+  const bool leaky = slope.has_value() && slope->defined();
+  // (the forward that took the exact path wants the exact backward; eps is not read here)
+  if (need.size() != 4 || !graph_fast(x_in, backend, K.eps_min) || !exact.device().is_cpu() ||
+      exact.numel() != 1 || exact.item<bool>() || !try_param(z, false, &zf) || !try_param(alpha, true, &af) ||
+      (leaky && !try_param(*slope, true, &lf)))
+    return slow();
+  const Tensor x = x_in.contiguous();
+  const int64_t rows = x.size(0), n = x.size(1);
+  if (mu_in.scalar_type() != at::kDouble || sigma_in.scalar_type() != at::kDouble || mu_in.numel() != rows ||
+      sigma_in.numel() != rows || !mu_in.device().is_cpu() || !sigma_in.device().is_cpu() ||
+      grad_in.sizes() != x.sizes() || !grad_in.device().is_cpu() || grad_in.layout() != at::kStrided)
+    return slow();
+  const Tensor mu = mu_in.contiguous(), sigma = sigma_in.contiguous();
+  const bool need_x = flags[0], need_z = flags[1], need_a = flags[2], need_l = flags[3] && leaky;
+  const float A = static_cast<float>(2.0 * af), ell = static_cast<float>(lf);
+  const bool f32 = x.scalar_type() == at::kFloat;
+  bwd_fn fn = f32 ? K.bwd_f32 : K.bwd_bf16;
+  if (!fn) return slow();
+  // values in memory (a negative view resolved, a zero tensor made real), in x's dtype, contiguous
+  Tensor grad = grad_in._is_zerotensor() ? at::zeros(grad_in.sizes(), grad_in.options()) : grad_in.resolve_neg();
+  // the small blocks before dL/dx (see ASHFunction::forward)
+  const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
+  std::vector<double> tot(3 * chunks, 0.0);
+  std::vector<int> code(chunks, 0);
+  Tensor gz = at::empty(z.sizes(), z.options()), ga = at::empty(alpha.sizes(), alpha.options());
+  Tensor gl = leaky ? at::empty(slope->sizes(), slope->options()) : at::empty({0}, x.options());
+  if (grad.scalar_type() != x.scalar_type() || !grad.is_contiguous()) grad = grad.to(x.scalar_type()).contiguous();
+  Tensor gx = need_x ? output_like(x) : at::empty_like(x);
+  const double *mp = mu.const_data_ptr<double>(), *sp = sigma.const_data_ptr<double>();
+  const char *xp = static_cast<const char *>(x.const_data_ptr());
+  const char *gp = static_cast<const char *>(grad.const_data_ptr());
+  char *gxp = need_x ? static_cast<char *>(gx.data_ptr()) : nullptr;
+  over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
+    code[c] = fn(r1 - r0, n, xp + r0 * row, gp + r0 * row, gxp ? gxp + r0 * row : nullptr, mp + r0, sp + r0, zf, A,
+                 ell, need_l ? 1 : 0, &tot[3 * c]);
+  });
+  for (int v : code)
+    if (v) throw std::bad_alloc();
+  double s_r1 = 0.0, s_r2 = 0.0, s_rl = 0.0;  // in chunk order, as the Python kernel adds them
+  for (int64_t c = 0; c < chunks; ++c) {
+    s_r1 += tot[3 * c];
+    s_r2 += tot[3 * c + 1];
+    s_rl += tot[3 * c + 2];
+  }
+  const double cc = leaky ? 1.0 - lf : 1.0, Ad = 2.0 * af;
+  if (need_z) gz.fill_(-s_r1 * (cc * Ad));
+  if (need_a) ga.fill_(s_r2 * (2.0 * cc));
+  if (need_l) gl.fill_(s_rl);
+  return Quad(gx, gz, ga, gl);
+}
+
 Tensor ash(const Tensor &x, const Tensor &z, const Tensor &alpha, const std::optional<Tensor> &slope, double eps,
            int64_t keep) {
   return ASHFunction::apply(x, z, alpha, slope, eps, keep);
@@ -248,4 +397,11 @@ TORCH_LIBRARY(ashlib_eager, m) {
   m.def("ash(Tensor x, Tensor z, Tensor alpha, Tensor? slope, float eps, int keep) -> Tensor");
   m.def("set_kernels(int[] addresses, float ratio, float eps_min, int parallel_min) -> ()", TORCH_FN(ashlib_eager::set_kernels));
   m.impl("ash", c10::DispatchKey::CompositeImplicitAutograd, TORCH_FN(ashlib_eager::ash));
+}
+
+// ashlib::ash and ashlib::ash_backward are defined in Python (ashlib/ops/ash_family.py), which
+// also defines ashlib_eager::ash_python and ash_backward_python before this library is loaded
+TORCH_LIBRARY_IMPL(ashlib, CPU, m) {
+  m.impl("ash", TORCH_FN(ashlib_eager::graph_ash));
+  m.impl("ash_backward", TORCH_FN(ashlib_eager::graph_ash_backward));
 }
