@@ -198,6 +198,10 @@ def ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Tensor] 
     >>> ash(torch.tensor([[-1.0, 0.0, 1.0, 2.0]]), z=0.0, alpha=1.0).round(decimals=4)
     tensor([[-0.0474,  0.0000,  0.7311,  1.9051]])
     """
+    if impl == "fused":  # the common plain eager call, straight to the C++ route
+        y = _ash_ops.eager_ash(x, z, alpha, None, dim, eps)
+        if y is not None:
+            return y
     dims = _ash_args(x, z, alpha, None, dim, eps)
     if _by_operator(impl, z, alpha):
         return _ash_ops.ash(x, z, alpha, dims, eps)
@@ -214,6 +218,10 @@ def leaky_ash(x: Tensor, z: Union[Number, Tensor] = 0.0, alpha: Union[Number, Te
     so that values above the threshold pass with slope 1 and values below with slope ``a``.
     ``impl`` as in :func:`ash`.
     """
+    if impl == "fused":
+        y = _ash_ops.eager_ash(x, z, alpha, slope, dim, eps)
+        if y is not None:
+            return y
     dims = _ash_args(x, z, alpha, slope, dim, eps)
     if _by_operator(impl, z, alpha, slope):
         return _ash_ops.leaky_ash(x, z, alpha, slope, dims, eps)

@@ -185,6 +185,49 @@ def test_cases_it_does_not_take_go_to_the_python_route():
     assert _route(FU.ash(x, z, a, backend="native")) == "cpp"
 
 
+def test_the_direct_entry_takes_the_common_call_and_declines_the_rest():
+    """ashlib.functional.ash tries ash_family.eager_ash first: tensors in, per-sample or per-token
+    statistics, a float eps, plain eager mode. It makes the C++ route's call with the bits of the
+    full route; any other call gets None and the full checks and routing."""
+    gen = torch.Generator().manual_seed(31)
+    x = torch.randn(4, 3, 5, 6, generator=gen)
+    g = torch.randn(x.shape, generator=gen)
+    z, a, sl = torch.tensor(0.3), torch.tensor(1.2), torch.tensor(0.05)
+    for dim, slope in ((None, None), (-1, None), (None, sl), (-1, sl)):
+        res = []
+        for direct in (True, False):
+            xx = x.clone().requires_grad_()
+            zz, aa = z.clone().requires_grad_(), a.clone().requires_grad_()
+            y = FU.eager_ash(xx, zz, aa, slope, dim, 1e-5) if direct else FU._ash_call(xx, zz, aa, slope, dim, 1e-5,
+                                                                                      FU.DEFAULT_CHUNK_ELEMENTS, None)
+            assert _route(y) == "cpp"
+            res.append([y.detach(), *torch.autograd.grad(y, (xx, zz, aa), g)])
+        assert all(torch.equal(p, q) for p, q in zip(*res)), (dim, slope)
+    xg = x.clone().requires_grad_()
+    assert _route(FU.eager_ash(xg.to(memory_format=torch.channels_last), z, a, None, None, 1e-5)) == "cpp"
+    assert _route(FU.eager_ash(xg[0, 0, 0], z, a, None, None, 1e-5)) == "cpp"  # 1-D: one row
+    declined = [((x, 0.3, a, None, None, 1e-5), "a number"), ((x, z, 1.2, None, None, 1e-5), "a number"),
+                ((x, z, a, 0.05, None, 1e-5), "a number"), ((x, z, a, None, (1, 2), 1e-5), "dims as a tuple"),
+                ((x, z, a, None, 1, 1e-5), "another dim"), ((x, z, a, None, None, 1), "an int eps"),
+                ((x, z, a, None, None, -1e-5), "a bad eps"), ((x.double(), z, a, None, None, 1e-5), "float64"),
+                ((x[..., ::2], z, a, None, None, 1e-5), "strided"), ((x[0, 0, 0, 0], z, a, None, None, 1e-5), "0-d"),
+                ((x.to(memory_format=torch.channels_last), z, a, None, -1, 1e-5), "rows not in memory"),
+                ((x, torch.zeros(2), a, None, None, 1e-5), "two z values"),
+                ((x, z, a, None, None, 1e-30), "eps below the kernels'")]
+    for args, why in declined:
+        assert FU.eager_ash(*args) is None, why
+    with FU.python_route():
+        assert FU.eager_ash(x, z, a, None, None, 1e-5) is None
+    with torch.autograd.profiler.profile():
+        assert FU.eager_ash(x, z, a, None, None, 1e-5) is None
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        assert FU.eager_ash(x, z, a, None, None, 1e-5) is None
+        dual = fwAD.make_dual(x, torch.ones_like(x))
+        tangent = fwAD.unpack_dual(AF.ash(dual, z, a)).tangent  # the reference composite: a real jvp
+        assert tangent is not None and bool(tangent.abs().sum() > 0)
+
+
 def test_bad_parameters_raise_the_python_routes_errors():
     x = torch.randn(3, 8)
     for z, a, msg in ((0.0, torch.tensor(-1.0), "alpha"), (torch.tensor(float("nan")), 1.0, "z"),

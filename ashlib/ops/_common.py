@@ -117,7 +117,7 @@ def is_dense(x: Tensor) -> bool:
 EAGER_DEVICES = ("cpu", "cuda")
 
 #: Tensor types a plain eager call may hold (a Parameter is a Tensor to the dispatcher).
-_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
 
 def plain_eager(*tensors: Optional[Tensor]) -> bool:
@@ -146,7 +146,7 @@ def plain_eager(*tensors: Optional[Tensor]) -> bool:
             or torch._C._autograd._top_saved_tensors_default_hooks(False) is not None):
         return False
     for t in tensors:
-        if t is not None and type(t) not in _PLAIN_TYPES:
+        if t is not None and type(t) not in PLAIN_TYPES:
             return False
     return True
 

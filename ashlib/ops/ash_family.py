@@ -54,6 +54,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad as _forward_ad
 
 from . import _common as C
 from . import native as _native
@@ -684,6 +685,32 @@ def _fast_ash(x: Tensor, p: list, eps: float, dims: Tuple[int, ...], backend: Op
         if str(err).startswith(_FALLBACK):
             return None
         raise
+
+
+def eager_ash(x, z, alpha, slope, dim, eps) -> Optional[Tensor]:
+    """ASH (Leaky ASH with ``slope``) through the C++ operator, for the call most models make:
+    tensors x (CPU float32 or bfloat16, contiguous or channels_last), one-element tensors z and
+    alpha (and slope), statistics per sample (``dim=None``) or per token (``dim=-1``), a float
+    eps > 0, in plain eager mode (no forward-mode AD either); None for any other call, which
+    :func:`ashlib.functional.ash` then checks and routes in full.
+
+    The same operator call, with the same arguments, as the full route makes for these inputs,
+    without its general argument handling: a plain eager call's fixed cost, and every Python
+    layer costs most right after a kernel has streamed a large tensor through the caches."""
+    plain = C.PLAIN_TYPES
+    if (type(x) not in plain or type(z) not in plain or type(alpha) not in plain
+            or (slope is not None and type(slope) not in plain) or type(eps) is not float
+            or not 0.0 < eps < math.inf):
+        return None
+    nd = x.dim()
+    if nd == 0 or (dim is not None and (type(dim) is not int or dim != -1)):
+        return None
+    if z.numel() != 1 or alpha.numel() != 1 or (slope is not None and slope.numel() != 1):
+        return None
+    if not C.plain_eager(x, z, alpha, slope) or _forward_ad._current_level >= 0:
+        return None
+    dims = (nd - 1,) if dim is not None or nd == 1 else tuple(range(1, nd))
+    return _fast_ash(x, [z, alpha, slope], eps, dims, None)
 
 
 class _EagerASH(torch.autograd.Function):
