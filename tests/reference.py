@@ -65,7 +65,8 @@ def scalar_reference(name: str, wrt=None, **values):
 def uses_operator(y: torch.Tensor, name: str) -> bool:
     """Whether y's autograd graph (a few nodes deep) holds the backward of torch.ops.ashlib.<name>,
     through the dispatcher or through the operator's direct eager Function (whose class names the
-    operator in its ``operator`` attribute), or, for ASH, its C++ eager route."""
+    operator in its ``operator`` attribute), or, for ASH, its C++ eager route or the C++
+    autograd kernel the operator has on the CPU."""
     todo, seen = [y.grad_fn], 0
     while todo and seen < 20:
         fn = todo.pop()
@@ -77,6 +78,8 @@ def uses_operator(y: torch.Tensor, name: str) -> bool:
         if getattr(getattr(fn, "_forward_cls", None), "operator", None) == f"ashlib::{name}":
             return True
         if name == "ash" and "ashlib_eager::ASHFunction" in fn.name():  # its C++ eager route
+            return True
+        if name == "ash" and "ashlib_eager::GraphASH" in fn.name():  # the operator's C++ autograd (CPU)
             return True
         todo.extend(f for f, _ in fn.next_functions)
     return False

@@ -262,16 +262,19 @@ def test_gradient_penalty_on_the_cpp_route():
     second-order gradients are those of the Python route, and match float64 central differences."""
     x = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     res = []
-    for route in ("cpp", "python"):
+    for route in ("cpp", "python", "operator"):  # the operator: its C++ autograd kernel (CPU)
         xx = x.float().requires_grad_()
         z, a = torch.tensor(0.4, requires_grad=True), torch.tensor(1.7, requires_grad=True)
-        with FU.python_route() if route == "python" else contextlib.nullcontext():
+        context = {"python": FU.python_route, "operator": torch.autograd.profiler.profile}.get(route,
+                                                                                             contextlib.nullcontext)
+        with context():
             y = AF.ash(xx, z, a)
             assert _route(y) == route
             gx, = torch.autograd.grad(y.pow(2).sum(), xx, create_graph=True)
             res.append(torch.autograd.grad(gx.pow(2).sum(), (xx, z, a)))
-    for p, q in zip(*res):
-        assert torch.equal(p, q)
+    for other in res[1:]:
+        for p, q in zip(res[0], other):
+            assert torch.equal(p, q)
     h = 1e-6
 
     def penalty(av):
@@ -537,6 +540,32 @@ def _same(p, q, need=(True,) * 4):
 def test_the_graph_operators_have_cpu_kernels_once_the_library_is_loaded():
     assert torch._C._dispatch_has_kernel_for_dispatch_key("ashlib::ash", "CPU")
     assert torch._C._dispatch_has_kernel_for_dispatch_key("ashlib::ash_backward", "CPU")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("ashlib::ash", "AutogradCPU")
+
+
+@pytest.mark.parametrize("slope", [None, 0.07], ids=["ash", "leaky"])
+def test_autograd_through_the_operator_on_the_cpu_gives_the_python_formulas_gradients(slope, python_kernel_calls):
+    """A dispatched call that records a graph: the operator's C++ autograd kernel saves what the
+    Python formula saves and its backward is ashlib::ash_backward, so the gradients are those of
+    the Python kernels; the statistics and the exact flag are not differentiable."""
+    gen = torch.Generator().manual_seed(28)
+    x = torch.randn(6, 45, generator=gen)
+    g = torch.randn(6, 45, generator=gen)
+    xx, z, a = x.clone().requires_grad_(), torch.tensor(-0.3, requires_grad=True), torch.tensor(0.8, requires_grad=True)
+    sl = None if slope is None else torch.tensor(slope, requires_grad=True)
+    out = torch.ops.ashlib.ash(xx, z, a, sl, 1e-5)
+    assert "ashlib_eager::GraphASH" in out[0].grad_fn.name()
+    assert [t.requires_grad for t in out] == [True, False, False, False]
+    inputs = [t for t in (xx, z, a, sl) if t is not None]
+    got = torch.autograd.grad(out[0], inputs, g)
+    assert python_kernel_calls == {"forward": 0, "backward": 0}
+    ref = torch.ops.ashlib_eager.ash_backward_python(g, x, z.detach(), a.detach(), None if sl is None else sl.detach(),
+                                                     out[1], out[2], out[3], 1e-5, [True, True, True, sl is not None])
+    for p, q in zip(got, ref):
+        assert p.dtype == q.dtype and torch.equal(p, q)
+    # only dL/dz asked for: the kernels skip dL/dx, and dL/dz keeps its bits
+    gz, = torch.autograd.grad(torch.ops.ashlib.ash(xx, z, a, sl, 1e-5)[0], z, g)
+    assert torch.equal(gz, got[1])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)

@@ -36,8 +36,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -307,17 +307,11 @@ Quad graph_ash_backward(const Tensor &grad_in, const Tensor &x_in, const Tensor 
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("ashlib_eager::ash_backward_python", "")
           .typed<Quad(const Tensor &, const Tensor &, const Tensor &, const Tensor &, const std::optional<Tensor> &,
-                      const Tensor &, const Tensor &, const Tensor &, double, c10::ArrayRef<bool>,
+                      const Tensor &, const Tensor &, const Tensor &, double, const c10::List<bool> &,
                       std::optional<c10::string_view>, int64_t)>();
-  // (a List<bool> holds its entries as IValues: copied out into plain bools for the call)
-  std::vector<char> flags;
-  for (const bool b : need) flags.push_back(b);
   auto slow = [&]() {
     at::AutoDispatchBelowADInplaceOrView below;
-    std::unique_ptr<bool[]> held(new bool[flags.size()]);
-    for (size_t i = 0; i < flags.size(); ++i) held[i] = flags[i] != 0;
-    return python.call(grad_in, x_in, z, alpha, slope, mu_in, sigma_in, exact, eps,
-                       c10::ArrayRef<bool>(held.get(), flags.size()), backend, chunk_elements);
+    return python.call(grad_in, x_in, z, alpha, slope, mu_in, sigma_in, exact, eps, need, backend, chunk_elements);
   };
   double zf = 0.0, af = 0.0, lf = 0.0;
   const bool leaky = slope.has_value() && slope->defined();
@@ -333,7 +327,7 @@ Quad graph_ash_backward(const Tensor &grad_in, const Tensor &x_in, const Tensor 
       grad_in.sizes() != x.sizes() || !grad_in.device().is_cpu() || grad_in.layout() != at::kStrided)
     return slow();
   const Tensor mu = mu_in.contiguous(), sigma = sigma_in.contiguous();
-  const bool need_x = flags[0], need_z = flags[1], need_a = flags[2], need_l = flags[3] && leaky;
+  const bool need_x = need.get(0), need_z = need.get(1), need_a = need.get(2), need_l = need.get(3) && leaky;
   const float A = static_cast<float>(2.0 * af), ell = static_cast<float>(lf);
   const bool f32 = x.scalar_type() == at::kFloat;
   bwd_fn fn = f32 ? K.bwd_f32 : K.bwd_bf16;
@@ -371,6 +365,86 @@ Quad graph_ash_backward(const Tensor &grad_in, const Tensor &x_in, const Tensor 
   return Quad(gx, gz, ga, gl);
 }
 
+// The autograd kernel of ashlib::ash on CPU tensors (AutogradCPU, which takes precedence over the
+// formula ash_family registers in Python for every device): the same saved tensors and the same
+// backward (ashlib::ash_backward, or under create_graph=True the differentiable reference through
+// ashlib_eager::ash_grads_graph) without the Python layers around each call. Compiled graphs are
+// traced through it like through the Python formula (its forward and backward are operators).
+struct GraphASH : public torch::autograd::Function<GraphASH> {
+  static variable_list forward(AutogradContext *ctx, const Tensor &x, const Tensor &z, const Tensor &alpha,
+                               const std::optional<Tensor> &slope, double eps,
+                               std::optional<c10::string_view> backend, int64_t chunk_elements) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("ashlib::ash", "")
+                         .typed<Quad(const Tensor &, const Tensor &, const Tensor &, const std::optional<Tensor> &,
+                                     double, std::optional<c10::string_view>, int64_t)>();
+    Quad out;
+    {
+      at::AutoDispatchBelowADInplaceOrView below;
+      out = op.call(x, z, alpha, slope, eps, backend, chunk_elements);
+    }
+    const Tensor &mu = std::get<1>(out), &sigma = std::get<2>(out), &exact = std::get<3>(out);
+    ctx->save_for_backward({x, z, alpha, slope.has_value() ? *slope : Tensor(), mu, sigma, exact});
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["has_backend"] = backend.has_value();
+    ctx->saved_data["backend"] = std::string(backend.has_value() ? *backend : c10::string_view());
+    ctx->saved_data["chunk_elements"] = chunk_elements;
+    ctx->mark_non_differentiable({mu, sigma, exact});
+    return {std::get<0>(out), mu, sigma, exact};
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &z = saved[1], &alpha = saved[2], &slope = saved[3], &mu = saved[4],
+                 &sigma = saved[5], &exact = saved[6];
+    const bool has_slope = slope.defined();
+    bool needs[4] = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2),
+                     has_slope && ctx->needs_input_grad(3)};
+    std::optional<Tensor> sl = has_slope ? std::optional<Tensor>(slope) : std::nullopt;
+    const double eps = ctx->saved_data["eps"].toDouble();
+    variable_list out(7);
+    Tensor grad = grads[0];
+    if (!grad.defined()) grad = at::zeros_like(x);  // (y unused: only mu or sigma reached the loss)
+    std::vector<Tensor> g;
+    if (at::GradMode::is_enabled()) {  // create_graph=True: the differentiable reference, statistics over dim 1
+      static auto op = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("ashlib_eager::ash_grads_graph", "")
+                           .typed<std::vector<Tensor>(const Tensor &, const Tensor &, const Tensor &,
+                                                      const Tensor &, const std::optional<Tensor> &, double,
+                                                      int64_t, c10::ArrayRef<bool>)>();
+      g = op.call(grad, x, z, alpha, sl, eps, 1, c10::ArrayRef<bool>(needs, 4));
+    } else {
+      static auto op =
+          c10::Dispatcher::singleton()
+              .findSchemaOrThrow("ashlib::ash_backward", "")
+              .typed<Quad(const Tensor &, const Tensor &, const Tensor &, const Tensor &,
+                          const std::optional<Tensor> &, const Tensor &, const Tensor &, const Tensor &, double,
+                          const c10::List<bool> &, std::optional<c10::string_view>, int64_t)>();
+      const std::string backend = ctx->saved_data["backend"].toStringRef();
+      std::optional<c10::string_view> be =
+          ctx->saved_data["has_backend"].toBool() ? std::optional<c10::string_view>(backend) : std::nullopt;
+      Quad r = op.call(grad, x, z, alpha, sl, mu, sigma, exact, eps, c10::List<bool>({needs[0], needs[1], needs[2],
+                       needs[3]}), be, ctx->saved_data["chunk_elements"].toInt());
+      g = {std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r)};
+    }
+    for (int i = 0; i < 4; ++i)
+      if (needs[i]) out[i] = g[i];
+    return out;
+  }
+};
+
+std::vector<Tensor> graph_ash_autograd(const Tensor &x, const Tensor &z, const Tensor &alpha,
+                                       const std::optional<Tensor> &slope, double eps,
+                                       std::optional<c10::string_view> backend, int64_t chunk_elements) {
+  return GraphASH::apply(x, z, alpha, slope, eps, backend, chunk_elements);
+}
+
+Quad graph_ash_autograd_quad(const Tensor &x, const Tensor &z, const Tensor &alpha, const std::optional<Tensor> &slope,
+                             double eps, std::optional<c10::string_view> backend, int64_t chunk_elements) {
+  auto v = graph_ash_autograd(x, z, alpha, slope, eps, backend, chunk_elements);
+  return Quad(v[0], v[1], v[2], v[3]);
+}
+
 Tensor ash(const Tensor &x, const Tensor &z, const Tensor &alpha, const std::optional<Tensor> &slope, double eps,
            int64_t keep) {
   return ASHFunction::apply(x, z, alpha, slope, eps, keep);
@@ -405,3 +479,4 @@ TORCH_LIBRARY_IMPL(ashlib, CPU, m) {
   m.impl("ash", TORCH_FN(ashlib_eager::graph_ash));
   m.impl("ash_backward", TORCH_FN(ashlib_eager::graph_ash_backward));
 }
+TORCH_LIBRARY_IMPL(ashlib, AutogradCPU, m) { m.impl("ash", TORCH_FN(ashlib_eager::graph_ash_autograd_quad)); }
