@@ -112,6 +112,38 @@ double read_param(const Tensor &t, bool positive) {
   return v;
 }
 
+// The native backward over `rows` rows of n elements of x (contiguous values) and g (x's dtype
+// and layout): dL/dx into gxp unless it is null, and the parameters' gradients filled in where
+// asked for, dL/dz = -c A sum(sigma R1), dL/dalpha = 2c sum(R2), dL/dslope = sum(Rl)
+// (ash_family's docstring), the per-chunk totals added in chunk order as the Python kernels add
+// them. A = 2 alpha and the slope as read (the kernels take them rounded to float).
+void native_backward(bwd_fn fn, const Tensor &x, const Tensor &g, char *gxp, int64_t rows, int64_t n, const double *mp,
+                     const double *sp, double zf, double Ad, double lf, bool leaky, bool need_l, Tensor *gz,
+                     Tensor *ga, Tensor *gl) {
+  const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
+  std::vector<double> tot(3 * chunks, 0.0);
+  std::vector<int> code(chunks, 0);
+  const float A = static_cast<float>(Ad), ell = static_cast<float>(lf);
+  const char *xp = static_cast<const char *>(x.const_data_ptr());
+  const char *gp = static_cast<const char *>(g.const_data_ptr());
+  over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
+    code[c] = fn(r1 - r0, n, xp + r0 * row, gp + r0 * row, gxp ? gxp + r0 * row : nullptr, mp + r0, sp + r0, zf, A,
+                 ell, need_l ? 1 : 0, &tot[3 * c]);
+  });
+  for (int v : code)
+    if (v) throw std::bad_alloc();
+  double s_r1 = 0.0, s_r2 = 0.0, s_rl = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    s_r1 += tot[3 * c];
+    s_r2 += tot[3 * c + 1];
+    s_rl += tot[3 * c + 2];
+  }
+  const double cc = leaky ? 1.0 - lf : 1.0;
+  if (gz) gz->fill_(-s_r1 * (cc * Ad));
+  if (ga) ga->fill_(s_r2 * (2.0 * cc));
+  if (gl && need_l) gl->fill_(s_rl);
+}
+
 struct ASHFunction : public torch::autograd::Function<ASHFunction> {
   static Tensor forward(AutogradContext *ctx, const Tensor &x, const Tensor &z, const Tensor &alpha,
                         const std::optional<Tensor> &slope, double eps, int64_t keep) {
@@ -190,13 +222,9 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     for (int64_t d = 0; d < x.dim(); ++d) (d < keep ? rows : n) *= x.size(d);
     const double zf = ctx->saved_data["zf"].toDouble();
     const double Ad = ctx->saved_data["A"].toDouble(), lf = ctx->saved_data["ell"].toDouble();
-    const float A = static_cast<float>(Ad), ell = static_cast<float>(lf);
     const bool f32 = x.scalar_type() == at::kFloat;
     bwd_fn fn = f32 ? K.bwd_f32 : K.bwd_bf16;
     // the small blocks before dL/dx (see the forward)
-    const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
-    std::vector<double> tot(3 * chunks, 0.0);
-    std::vector<int> code(chunks, 0);
     Tensor gz = need_z ? at::empty(z.sizes(), z.options()) : Tensor();
     Tensor ga = need_a ? at::empty(alpha.sizes(), alpha.options()) : Tensor();
     Tensor gl = need_l ? at::empty(slope.sizes(), slope.options()) : Tensor();
@@ -206,26 +234,8 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     Tensor g2 = grad.scalar_type() == x.scalar_type() && same_layout ? grad : at::empty_like(x).copy_(grad);
     Tensor gx = need_x ? output_like(x) : Tensor();
     const double *mp = stats.const_data_ptr<double>(), *sp = mp + rows;
-    const char *xp = static_cast<const char *>(x.const_data_ptr());
-    const char *gp = static_cast<const char *>(g2.const_data_ptr());
-    char *gxp = need_x ? static_cast<char *>(gx.data_ptr()) : nullptr;
-    over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
-      code[c] = fn(r1 - r0, n, xp + r0 * row, gp + r0 * row, gxp ? gxp + r0 * row : nullptr, mp + r0, sp + r0, zf,
-                   A, ell, need_l ? 1 : 0, &tot[3 * c]);
-    });
-    for (int v : code)
-      if (v) throw std::bad_alloc();
-    double s_r1 = 0.0, s_r2 = 0.0, s_rl = 0.0;  // in chunk order, as the Python route adds them
-    for (int64_t c = 0; c < chunks; ++c) {
-      s_r1 += tot[3 * c];
-      s_r2 += tot[3 * c + 1];
-      s_rl += tot[3 * c + 2];
-    }
-    // dL/dz = -c A sum(sigma R1), dL/dalpha = 2c sum(R2), dL/dslope = sum(Rl) (ash_family's docstring)
-    const double cc = leaky ? 1.0 - lf : 1.0;
-    if (need_z) gz.fill_(-s_r1 * (cc * Ad));
-    if (need_a) ga.fill_(s_r2 * (2.0 * cc));
-    if (need_l) gl.fill_(s_rl);
+    native_backward(fn, x, g2, need_x ? static_cast<char *>(gx.data_ptr()) : nullptr, rows, n, mp, sp, zf, Ad, lf,
+                    leaky, need_l, need_z ? &gz : nullptr, need_a ? &ga : nullptr, need_l ? &gl : nullptr);
     out[0] = gx;
     out[1] = gz;
     out[2] = ga;
@@ -328,40 +338,19 @@ Quad graph_ash_backward(const Tensor &grad_in, const Tensor &x_in, const Tensor 
     return slow();
   const Tensor mu = mu_in.contiguous(), sigma = sigma_in.contiguous();
   const bool need_x = need.get(0), need_z = need.get(1), need_a = need.get(2), need_l = need.get(3) && leaky;
-  const float A = static_cast<float>(2.0 * af), ell = static_cast<float>(lf);
   const bool f32 = x.scalar_type() == at::kFloat;
   bwd_fn fn = f32 ? K.bwd_f32 : K.bwd_bf16;
   if (!fn) return slow();
   // values in memory (a negative view resolved, a zero tensor made real), in x's dtype, contiguous
   Tensor grad = grad_in._is_zerotensor() ? at::zeros(grad_in.sizes(), grad_in.options()) : grad_in.resolve_neg();
   // the small blocks before dL/dx (see ASHFunction::forward)
-  const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
-  std::vector<double> tot(3 * chunks, 0.0);
-  std::vector<int> code(chunks, 0);
   Tensor gz = at::empty(z.sizes(), z.options()), ga = at::empty(alpha.sizes(), alpha.options());
   Tensor gl = leaky ? at::empty(slope->sizes(), slope->options()) : at::empty({0}, x.options());
   if (grad.scalar_type() != x.scalar_type() || !grad.is_contiguous()) grad = grad.to(x.scalar_type()).contiguous();
   Tensor gx = need_x ? output_like(x) : at::empty_like(x);
-  const double *mp = mu.const_data_ptr<double>(), *sp = sigma.const_data_ptr<double>();
-  const char *xp = static_cast<const char *>(x.const_data_ptr());
-  const char *gp = static_cast<const char *>(grad.const_data_ptr());
-  char *gxp = need_x ? static_cast<char *>(gx.data_ptr()) : nullptr;
-  over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
-    code[c] = fn(r1 - r0, n, xp + r0 * row, gp + r0 * row, gxp ? gxp + r0 * row : nullptr, mp + r0, sp + r0, zf, A,
-                 ell, need_l ? 1 : 0, &tot[3 * c]);
-  });
-  for (int v : code)
-    if (v) throw std::bad_alloc();
-  double s_r1 = 0.0, s_r2 = 0.0, s_rl = 0.0;  // in chunk order, as the Python kernel adds them
-  for (int64_t c = 0; c < chunks; ++c) {
-    s_r1 += tot[3 * c];
-    s_r2 += tot[3 * c + 1];
-    s_rl += tot[3 * c + 2];
-  }
-  const double cc = leaky ? 1.0 - lf : 1.0, Ad = 2.0 * af;
-  if (need_z) gz.fill_(-s_r1 * (cc * Ad));
-  if (need_a) ga.fill_(s_r2 * (2.0 * cc));
-  if (need_l) gl.fill_(s_rl);
+  native_backward(fn, x, grad, need_x ? static_cast<char *>(gx.data_ptr()) : nullptr, rows, n,
+                  mu.const_data_ptr<double>(), sigma.const_data_ptr<double>(), zf, 2.0 * af, lf, leaky, need_l,
+                  need_z ? &gz : nullptr, need_a ? &ga : nullptr, need_l ? &gl : nullptr);
   return Quad(gx, gz, ga, gl);
 }
 
