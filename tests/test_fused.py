@@ -321,7 +321,8 @@ def test_saves_one_input_sized_tensor_plus_per_sample_statistics(kind, backend):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("kind", KINDS)
 def test_torch_compile_matches_eager(kind, dtype):
-    """Under torch.compile the ATen path is traced (the C kernels are opaque to dynamo)."""
+    """Under torch.compile the operator is one node of the graph (its fake kernel is traced); the
+    graph runs the kernels eager runs (float32: the native kernels, float64: the ATen path)."""
     torch._dynamo.reset()
     x = torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64).to(dtype)
     args = _args(kind, x.requires_grad_(), z=0.3, a=1.5, dtype=dtype)

@@ -11,8 +11,16 @@ only the input and per-sample statistics. Three backends supply the loops
   check, output; backward = the row sums below and the element-wise gradient (pass 1), then the
   path through mu and sigma (pass 2).
 * ``"triton"``: CUDA, the kernels of :mod:`ashlib.fused_triton` (statistics from ATen).
-* ``"aten"``: chunked ATen operations (float64, float16, ``torch.compile``, no C compiler),
-  working through the batch in chunks of samples so that one chunk's temporaries stay in cache.
+* ``"aten"``: chunked ATen operations (float64, float16, no C compiler, and wherever the
+  kernel's own body is traced), working through the batch in chunks of samples so that one
+  chunk's temporaries stay in cache.
+
+The operator ``torch.ops.ashlib.ash`` and its backward are registered here with Python kernels
+for every device and a Python autograd formula. Once the C++ library of
+``native/ash_autograd.cpp`` is loaded, the CPU has C++ kernels for both operators and a C++
+autograd formula ahead of these: they run the native path (what a ``torch.compile`` graph calls
+on the CPU) and hand every other case to the Python kernels, registered again for that as
+``ashlib_eager::ash_python`` and ``ash_backward_python``.
 
 Notation for one sample's feature map :math:`x_1..x_n`: :math:`\\mu` and
 :math:`\\sigma = \\sqrt{\\mathrm{Var}(x) + \\epsilon}` its statistics, :math:`t = \\mu + z\\sigma`,
