@@ -21,8 +21,9 @@
 // differentiates the float64 reference formulas (ashlib.ops.ash_family.differentiable_grads).
 //
 // The same file gives the graph operators ashlib::ash and ashlib::ash_backward their CPU
-// kernels (graph_ash, graph_ash_backward below): what a torch.compile graph calls, and any call
-// of torch.ops.ashlib.ash on CPU tensors. They run the native fast path of the Python kernels
+// kernels (graph_ash, graph_ash_backward below), and ashlib::ash its CPU autograd formula
+// (GraphASH): what a torch.compile graph calls, and any call of torch.ops.ashlib.ash on CPU
+// tensors. The kernels run the native fast path of the Python kernels
 // (ash_family._ash_op, _ash_backward_op) without their Python layers, which cost far more than
 // their few microseconds right after a kernel that has streamed a large tensor through the
 // caches; every other case goes to those Python kernels, unchanged, through
