@@ -31,6 +31,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/SmallVector.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/profiler/orchestration/observer.h>
 #include <torch/library.h>
@@ -104,13 +105,38 @@ Tensor output_like(const Tensor &x) {
   return at::empty_like(x);
 }
 
-// a one-element parameter as a double, or fall back (the Python route raises the proper error)
+// a one-element CPU parameter as a double, or false (the Python route then raises the error)
+bool try_param(const Tensor &t, bool positive, double *out) {
+  if (!t.defined() || t.numel() != 1 || !t.device().is_cpu() || !t.is_floating_point()) return false;
+  const double v = t.item<double>();
+  if (!std::isfinite(v) || (positive && !(v > 0))) return false;
+  *out = v;
+  return true;
+}
+
+// the same, or fall back
 double read_param(const Tensor &t, bool positive) {
-  if (!t.defined() || t.numel() != 1 || !t.device().is_cpu() || !t.is_floating_point())
-    fallback("parameter");
-  double v = t.item<double>();
-  if (!std::isfinite(v) || (positive && !(v > 0))) fallback("parameter value");
+  double v = 0.0;
+  if (!try_param(t, positive, &v)) fallback("parameter");
   return v;
+}
+
+// The native forward over `rows` rows of n elements of x (contiguous values) into y, each row's
+// mu and sigma into mp[] and sp[]; false when a row fails the kernels' range check (y is then
+// incomplete). A = 2 alpha and the slope as read (the kernels take them rounded to float).
+bool native_forward(fwd_fn fn, const Tensor &x, const Tensor &y, int64_t rows, int64_t n, double eps, double zf,
+                    double Ad, double lf, double *mp, double *sp) {
+  const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
+  c10::SmallVector<int, 64> ok(chunks, 1);  // (on the stack: no allocation after the output's)
+  const float A = static_cast<float>(Ad), ell = static_cast<float>(lf);
+  const char *xp = static_cast<const char *>(x.const_data_ptr());
+  char *yp = static_cast<char *>(y.data_ptr());
+  over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
+    ok[c] = fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf, K.ratio, A, ell, mp + r0, sp + r0);
+  });
+  for (int v : ok)
+    if (!v) return false;
+  return true;
 }
 
 // The native backward over `rows` rows of n elements of x (contiguous values) and g (x's dtype
@@ -122,8 +148,8 @@ void native_backward(bwd_fn fn, const Tensor &x, const Tensor &g, char *gxp, int
                      const double *sp, double zf, double Ad, double lf, bool leaky, bool need_l, Tensor *gz,
                      Tensor *ga, Tensor *gl) {
   const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
-  std::vector<double> tot(3 * chunks, 0.0);
-  std::vector<int> code(chunks, 0);
+  c10::SmallVector<double, 192> tot(3 * chunks, 0.0);  // (on the stack, as in native_forward)
+  c10::SmallVector<int, 64> code(chunks, 0);
   const float A = static_cast<float>(Ad), ell = static_cast<float>(lf);
   const char *xp = static_cast<const char *>(x.const_data_ptr());
   const char *gp = static_cast<const char *>(g.const_data_ptr());
@@ -143,6 +169,18 @@ void native_backward(bwd_fn fn, const Tensor &x, const Tensor &g, char *gxp, int
   if (gz) gz->fill_(-s_r1 * (cc * Ad));
   if (ga) ga->fill_(s_r2 * (2.0 * cc));
   if (gl && need_l) gl->fill_(s_rl);
+}
+
+// A backward with create_graph=True: the differentiable reference in Python (statistics over
+// x's dims from `keep` on), the gradients asked for in `needs`
+std::vector<Tensor> grads_graph(const Tensor &grad, const Tensor &x, const Tensor &z, const Tensor &alpha,
+                                const std::optional<Tensor> &slope, double eps, int64_t keep, bool needs[4]) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ashlib_eager::ash_grads_graph", "")
+                       .typed<std::vector<Tensor>(const Tensor &, const Tensor &, const Tensor &, const Tensor &,
+                                                  const std::optional<Tensor> &, double, int64_t,
+                                                  c10::ArrayRef<bool>)>();
+  return op.call(grad, x, z, alpha, slope, eps, keep, c10::ArrayRef<bool>(needs, 4));
 }
 
 struct ASHFunction : public torch::autograd::Function<ASHFunction> {
@@ -165,14 +203,11 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     const double zf = read_param(z, false), af = read_param(alpha, true);
     const bool leaky = slope.has_value() && slope->defined();
     const double lf = leaky ? read_param(*slope, true) : 0.0;
-    const float A = static_cast<float>(2.0 * af), ell = static_cast<float>(lf);
     fwd_fn fn = f32 ? K.fwd_f32 : K.fwd_bf16;
     if (!fn) fallback("kernels");
-    // every small allocation before the output (the statistics, the context's entries, the
-    // per-chunk flags): small blocks placed after a large one keep glibc from reusing the large
-    // one's space, and the large blocks are then page-faulted in again on every call
-    const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
-    std::vector<int> ok(chunks, 1);
+    // every small allocation before the output (the statistics, the context's entries): small
+    // blocks placed after a large one keep glibc from reusing the large one's space, and the
+    // large blocks are then page-faulted in again on every call
     ctx->saved_data["zf"] = zf;
     ctx->saved_data["A"] = 2.0 * af;  // as read: the kernels take them rounded to float,
     ctx->saved_data["ell"] = lf;      // the parameters' gradients use them as they are
@@ -181,14 +216,8 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     ctx->saved_data["keep"] = keep;
     Tensor stats = at::empty({2, rows, 1}, x.options().dtype(at::kDouble));
     Tensor y = output_like(x);  // x's strides (x is dense)
-    double *mp = stats.data_ptr<double>(), *sp = mp + rows;
-    const char *xp = static_cast<const char *>(x.const_data_ptr());
-    char *yp = static_cast<char *>(y.data_ptr());
-    over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
-      ok[c] = fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf, K.ratio, A, ell, mp + r0, sp + r0);
-    });
-    for (int v : ok)
-      if (!v) fallback("range");
+    double *mp = stats.data_ptr<double>();
+    if (!native_forward(fn, x, y, rows, n, eps, zf, 2.0 * af, lf, mp, mp + rows)) fallback("range");
     ctx->save_for_backward({x, stats, z, alpha, leaky ? *slope : Tensor()});
     return y;
   }
@@ -202,15 +231,10 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
     Tensor grad = grads[0];
     variable_list out(6);
     if (at::GradMode::is_enabled()) {  // create_graph=True: a differentiable backward, in Python
-      static auto op = c10::Dispatcher::singleton()
-                           .findSchemaOrThrow("ashlib_eager::ash_grads_graph", "")
-                           .typed<std::vector<Tensor>(const Tensor &, const Tensor &, const Tensor &,
-                                                      const Tensor &, const std::optional<Tensor> &, double,
-                                                      int64_t, c10::ArrayRef<bool>)>();
       bool needs[4] = {need_x, need_z, need_a, need_l};
       std::optional<Tensor> sl = leaky ? std::optional<Tensor>(slope) : std::nullopt;
-      auto g = op.call(grad, x, z, alpha, sl, ctx->saved_data["eps"].toDouble(), ctx->saved_data["keep"].toInt(),
-                       c10::ArrayRef<bool>(needs, 4));
+      auto g = grads_graph(grad, x, z, alpha, sl, ctx->saved_data["eps"].toDouble(), ctx->saved_data["keep"].toInt(),
+                           needs);
       for (int i = 0; i < 4; ++i)
         if (needs[i]) out[i] = g[i];
       return out;
@@ -249,15 +273,6 @@ struct ASHFunction : public torch::autograd::Function<ASHFunction> {
 
 using Quad = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 
-// a one-element CPU parameter as a double, or false (the Python kernel then raises the error)
-bool try_param(const Tensor &t, bool positive, double *out) {
-  if (!t.defined() || t.numel() != 1 || !t.device().is_cpu() || !t.is_floating_point()) return false;
-  const double v = t.item<double>();
-  if (!std::isfinite(v) || (positive && !(v > 0))) return false;
-  *out = v;
-  return true;
-}
-
 // whether the C kernels take x (2-D rows, CPU float32/bfloat16 values in memory, not empty), with
 // this backend and eps; under the profiler the Python kernels run, whose outputs come from
 // torch's allocator, so that the profiler's memory events count them
@@ -292,21 +307,12 @@ Quad graph_ash(const Tensor &x_in, const Tensor &z, const Tensor &alpha, const s
   const bool f32 = x.scalar_type() == at::kFloat;
   fwd_fn fn = f32 ? K.fwd_f32 : K.fwd_bf16;
   // the small blocks before the large one (see ASHFunction::forward)
-  const int64_t row = n * x.element_size(), chunks = row_chunks(rows, n);
-  std::vector<int> ok(chunks, 1);
   Tensor mu = at::empty({rows, 1}, x.options().dtype(at::kDouble));
   Tensor sigma = at::empty({rows, 1}, x.options().dtype(at::kDouble));
   Tensor exact = at::scalar_tensor(false, at::TensorOptions().dtype(at::kBool));
   Tensor y = output_like(x);
-  double *mp = mu.data_ptr<double>(), *sp = sigma.data_ptr<double>();
-  const char *xp = static_cast<const char *>(x.const_data_ptr());
-  char *yp = static_cast<char *>(y.data_ptr());
-  const float A = static_cast<float>(2.0 * af), ell = static_cast<float>(lf);
-  over_chunks(rows, chunks, [&](int64_t r0, int64_t r1, int64_t c) {
-    ok[c] = fn(r1 - r0, n, xp + r0 * row, yp + r0 * row, eps, zf, K.ratio, A, ell, mp + r0, sp + r0);
-  });
-  for (int v : ok)
-    if (!v) return slow();  // a sample outside the kernels' range: the exact path
+  if (!native_forward(fn, x, y, rows, n, eps, zf, 2.0 * af, lf, mu.data_ptr<double>(), sigma.data_ptr<double>()))
+    return slow();  // a sample outside the kernels' range: the exact path
   return Quad(y, mu, sigma, exact);
 }
 
@@ -397,12 +403,7 @@ struct GraphASH : public torch::autograd::Function<GraphASH> {
     if (!grad.defined()) grad = at::zeros_like(x);  // (y unused: only mu or sigma reached the loss)
     std::vector<Tensor> g;
     if (at::GradMode::is_enabled()) {  // create_graph=True: the differentiable reference, statistics over dim 1
-      static auto op = c10::Dispatcher::singleton()
-                           .findSchemaOrThrow("ashlib_eager::ash_grads_graph", "")
-                           .typed<std::vector<Tensor>(const Tensor &, const Tensor &, const Tensor &,
-                                                      const Tensor &, const std::optional<Tensor> &, double,
-                                                      int64_t, c10::ArrayRef<bool>)>();
-      g = op.call(grad, x, z, alpha, sl, eps, 1, c10::ArrayRef<bool>(needs, 4));
+      g = grads_graph(grad, x, z, alpha, sl, eps, 1, needs);
     } else {
       static auto op =
           c10::Dispatcher::singleton()
@@ -423,15 +424,9 @@ struct GraphASH : public torch::autograd::Function<GraphASH> {
   }
 };
 
-std::vector<Tensor> graph_ash_autograd(const Tensor &x, const Tensor &z, const Tensor &alpha,
-                                       const std::optional<Tensor> &slope, double eps,
-                                       std::optional<c10::string_view> backend, int64_t chunk_elements) {
-  return GraphASH::apply(x, z, alpha, slope, eps, backend, chunk_elements);
-}
-
-Quad graph_ash_autograd_quad(const Tensor &x, const Tensor &z, const Tensor &alpha, const std::optional<Tensor> &slope,
-                             double eps, std::optional<c10::string_view> backend, int64_t chunk_elements) {
-  auto v = graph_ash_autograd(x, z, alpha, slope, eps, backend, chunk_elements);
+Quad graph_ash_autograd(const Tensor &x, const Tensor &z, const Tensor &alpha, const std::optional<Tensor> &slope,
+                        double eps, std::optional<c10::string_view> backend, int64_t chunk_elements) {
+  auto v = GraphASH::apply(x, z, alpha, slope, eps, backend, chunk_elements);
   return Quad(v[0], v[1], v[2], v[3]);
 }
 
@@ -469,4 +464,4 @@ TORCH_LIBRARY_IMPL(ashlib, CPU, m) {
   m.impl("ash", TORCH_FN(ashlib_eager::graph_ash));
   m.impl("ash_backward", TORCH_FN(ashlib_eager::graph_ash_backward));
 }
-TORCH_LIBRARY_IMPL(ashlib, AutogradCPU, m) { m.impl("ash", TORCH_FN(ashlib_eager::graph_ash_autograd_quad)); }
+TORCH_LIBRARY_IMPL(ashlib, AutogradCPU, m) { m.impl("ash", TORCH_FN(ashlib_eager::graph_ash_autograd)); }
