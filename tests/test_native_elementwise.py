@@ -356,7 +356,7 @@ def test_saved_tensors_are_x_and_the_parameter():
 
 
 def test_polynomial_tables_in_the_c_file_meet_their_stated_error():
-    """EXPM1_POLY and ATANH_POLY as the C file holds them (rounded to float32) against mpmath on a
+    """EXPM1_POLY, ATANH_POLY and EXP5_POLY as the C file holds them (rounded to float32) against mpmath on a
     dense grid, with the weights of scripts/fit_polynomials.py: a table edited by hand, or one
     that no longer matches its comment, fails here."""
     import importlib.util
@@ -367,7 +367,8 @@ def test_polynomial_tables_in_the_c_file_meet_their_stated_error():
     spec.loader.exec_module(fp)
     with open(os.path.join(root, "ashlib", "ops", "native", "elementwise_cpu.c")) as fh:
         src = fh.read()
-    bounds = {"EXPM1_POLY": 8e-8, "ATANH_POLY": 1e-9}  # the comments say 6.2e-8 and 8.1e-10 before rounding
+    # the comments say 6.2e-8, 8.1e-10 and 9.2e-8 before rounding
+    bounds = {"EXPM1_POLY": 8e-8, "ATANH_POLY": 1e-9, "EXP5_POLY": 1e-7}
     for name, bound in bounds.items():
         body = re.search(name + r"\[(\d+)\] = \{([^}]*)\}", src)
         coefficients = [float(torch.tensor(float(v.strip().rstrip("f")), dtype=torch.float32))
@@ -403,6 +404,49 @@ def test_gumbel_dalpha_across_the_series_switch_and_for_tiny_q(monkeypatch):
                 bad[(name, av)] = e
     assert not bad, bad
     assert spy.native == 12 and spy.aten == 0 and spy.patches == 0, (spy.native, spy.aten, spy.patches)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gumbel_plain_blocks_give_the_bits_of_the_capped_path(dtype):
+    """Adaptive Gumbel's kernels run a block of a per-channel run without its caps (no hard-element
+    test, no clamps, no x - 60 term) when every x of it is finite and in [-87, min(t(a), 60)].
+    Channel 1 repeats channel 0 (same alpha) except for one element in each block that forces the
+    capped path (x = -90, below the exponential's range; x = 100, hard; x = 70, above 60 but below
+    t(a) for alpha = 9): every other element must come out with the same bits in both channels, and
+    channel 0 within the float32 contract of the float64 reference."""
+    lib = native.library()
+    suf = native.DTYPE_SUFFIX[dtype]
+    hw = 1100  # blocks [0, 512), [512, 1024), [1024, 1100) of each run
+    g = torch.Generator().manual_seed(21)
+    alphas = torch.tensor([0.7, 0.7, 9.0, 9.0], dtype=torch.float32)
+    base = (torch.randn(2, hw, generator=g, dtype=torch.float64) * 2.5).clamp(-7, 7)  # t(0.7) = 7.36
+    x = torch.stack([base[0], base[0], base[1] + 20, base[1] + 20]).unsqueeze(0).clone()  # (1, 4, hw)
+    forced = {1: {100: -90.0, 700: 100.0, 1050: -1e30}, 3: {30: 70.0, 600: float("nan"), 1090: 59.0 + 40}}
+    for c, cols in forced.items():
+        for j, v in cols.items():
+            x[0, c, j] = v
+    x = x.to(dtype).contiguous()
+    up = (torch.rand(1, 2, hw, generator=g, dtype=torch.float64) + 0.5).repeat_interleave(2, dim=1).to(dtype)
+    y, gx = torch.empty_like(x), torch.empty_like(x)
+    acc = torch.zeros(4, dtype=torch.float64)
+    n = x.numel()
+    hard_f = getattr(lib, "gumbel_fwd_" + suf)(0, n, hw, 4, x.data_ptr(), y.data_ptr(), alphas.data_ptr())
+    hard_b = getattr(lib, "gumbel_bwd_" + suf)(0, n, hw, 4, x.data_ptr(), up.data_ptr(), gx.data_ptr(),
+                                               alphas.data_ptr(), acc.data_ptr())
+    assert hard_f == hard_b == 3  # x = 100 (alpha 0.7), nan, and 99 (> t(9) = 87.8)
+    keep = torch.ones(hw, dtype=torch.bool)
+    for c, cols in forced.items():
+        keep[list(cols)] = False
+    for c0, c1 in ((0, 1), (2, 3)):
+        for out in (y, gx):
+            a0, a1 = out[0, c0][keep], out[0, c1][keep]
+            assert torch.equal(a0.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+                               a1.view(torch.int16 if dtype == torch.bfloat16 else torch.int32))
+    if dtype == torch.float32:
+        a = alphas.reshape(1, 4, 1)
+        ry, rgx, rga = _ref("adaptive_gumbel", x[:, ::2], a[:, ::2], up[:, ::2])
+        assert _relerr(y[:, ::2], ry) <= TOL and _relerr(gx[:, ::2], rgx) <= TOL
+        assert _relerr(acc[::2].float(), rga.reshape(-1)) <= TOL  # channels 0 and 2: no hard element
 
 
 def test_gumbel_hard_elements_are_those_where_L_exceeds_10():

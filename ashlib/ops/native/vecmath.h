@@ -48,29 +48,38 @@ static const float EXP_POLY[7] = {1.3941108481958508e-3f, 8.37512593716383e-3f, 
 
 /* exp(v) for float32 and v in [-87, 88] (the callers clamp), relative error about 1 ulp, written
  * to vectorise: Cody-Waite reduction v = k ln2 + r, |r| <= ln2/2, a polynomial for exp(r), and
- * 2^k added to the exponent bits. The
- * clamp keeps both exp(v) and 1 + exp(v) normal and finite. */
+ * 2^k added to the exponent bits. The clamp keeps both exp(v) and 1 + exp(v) normal and finite. */
 #define EXP_LO (-87.0f)
 #define EXP_HI 88.0f
-static inline float exp_poly_f32(float v, int estrin) {
+/* The reduction v = k ln2 + r, |r| <= ln2/2 (Cody-Waite: ln2 in two parts, the product of k and
+ * the first exact); *km holds k in its low bits */
+static inline float exp_reduce_f32(float v, float *km) {
     const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float km = fmaf(v, 1.44269504088896341f, magic);
-    float kf = km - magic;
+    float m = fmaf(v, 1.44269504088896341f, magic);
+    float kf = m - magic;
     float r = fmaf(kf, -0.693145751953125f, v);  /* ln2, high part: kf * it is exact */
-    r = fmaf(kf, -1.428606765330187e-06f, r);    /* ln2, low part */
-    float p = estrin ? ESTRIN(r, EXP_POLY) : horner_f32(r, EXP_POLY, 7);
-    /* the low bits of km hold k (two's complement): shifted into the exponent field they
-     * multiply p by 2^k; p*2^k stays normal for k in [-126, 127] */
+    *km = m;
+    return fmaf(kf, -1.428606765330187e-06f, r); /* ln2, low part */
+}
+/* p 2^k for the k held in km: the low bits of km hold k (two's complement); shifted into the
+ * exponent field they multiply p by 2^k, which stays normal for k in [-126, 127] */
+static inline float exp_scale_f32(float p, float km) {
     union { float f; uint32_t u; } pk, kb;
     kb.f = km;
     pk.f = p;
     pk.u += kb.u << 23;
     return pk.f;
 }
+static inline float exp_poly_f32(float v, int estrin) {
+    float km;
+    float r = exp_reduce_f32(v, &km);
+    float p = estrin ? ESTRIN(r, EXP_POLY) : horner_f32(r, EXP_POLY, 7);
+    return exp_scale_f32(p, km);
+}
 /* ASH's kernels take Horner's rule: they are limited by memory traffic, where the shorter chain
- * measured no gain, and they keep their results bit for bit. The element-wise kernels (adaptive
- * Gumbel, adaptive ReLU, Swish) are limited by arithmetic and take Estrin's scheme (adaptive
- * Gumbel's kernels 3.5% faster, measured in one run on an AVX-512 EPYC). */
+ * measured no gain, and they keep their results bit for bit. Adaptive ReLU and Swish take
+ * Estrin's scheme. Adaptive Gumbel has its own (elementwise_cpu.c): Estrin's scheme for the
+ * exponential at the head of its chain, Horner's rule (fewer multiplications) at its tail. */
 static inline float exp_f32(float v) { return exp_poly_f32(v, 0); }
 static inline float exp_estrin_f32(float v) { return exp_poly_f32(v, 1); }
 
