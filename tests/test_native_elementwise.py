@@ -449,6 +449,41 @@ def test_gumbel_plain_blocks_give_the_bits_of_the_capped_path(dtype):
         assert _relerr(acc[::2].float(), rga.reshape(-1)) <= TOL  # channels 0 and 2: no hard element
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gumbel_plain_blocks_per_column_give_the_bits_of_the_capped_path(dtype):
+    """The same for a parameter per column (an MLP's (N, C) activation with one alpha per feature:
+    a block holds up to 512 columns of one row, each with its own limit). Row 1 repeats row 0
+    except for one element per block that forces the capped path; every other element must come
+    out with the same bits in both rows, and row 0 within the contract of the float64 reference."""
+    lib = native.library()
+    suf = native.DTYPE_SUFFIX[dtype]
+    k = 700  # blocks [0, 512) and [512, 700) of each row
+    g = torch.Generator().manual_seed(22)
+    alphas = torch.exp(torch.linspace(math.log(0.5), math.log(20.0), k)).float()  # t(a) >= 5.2
+    base = (torch.randn(k, generator=g, dtype=torch.float64) * 1.5).clamp(-5, 5)
+    x = torch.stack([base, base]).clone()
+    forced = {100: -95.0, 600: 1e4}  # below the exponential's range; hard
+    for j, v in forced.items():
+        x[1, j] = v
+    x = x.to(dtype).contiguous()
+    up = (torch.rand(1, k, generator=g, dtype=torch.float64) + 0.5).expand(2, k).to(dtype).contiguous()
+    y, gx = torch.empty_like(x), torch.empty_like(x)
+    acc = torch.zeros(k, dtype=torch.float64)
+    n = x.numel()
+    hard_f = getattr(lib, "gumbel_fwd_" + suf)(0, n, 1, k, x.data_ptr(), y.data_ptr(), alphas.data_ptr())
+    hard_b = getattr(lib, "gumbel_bwd_" + suf)(0, n, 1, k, x.data_ptr(), up.data_ptr(), gx.data_ptr(),
+                                               alphas.data_ptr(), acc.data_ptr())
+    assert hard_f == hard_b == 1
+    keep = torch.ones(k, dtype=torch.bool)
+    keep[list(forced)] = False
+    view = torch.int16 if dtype == torch.bfloat16 else torch.int32
+    for out in (y, gx):
+        assert torch.equal(out[0][keep].view(view), out[1][keep].view(view))
+    if dtype == torch.float32:
+        ry, rgx, _ = _ref("adaptive_gumbel", x[:1], alphas.reshape(1, k), up[:1])
+        assert _relerr(y[:1], ry) <= TOL and _relerr(gx[:1], rgx) <= TOL
+
+
 def test_gumbel_hard_elements_are_those_where_L_exceeds_10():
     """The kernels' hard elements of the adaptive Gumbel (the ones recomputed in float64) are the
     non-finite x and the x beyond the per-parameter limit where L = log1p(a e^x)/a reaches 10:

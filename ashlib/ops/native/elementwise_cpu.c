@@ -298,10 +298,11 @@ static inline EW_AI int gumbel_elem(float xv, float a, float t, int plain, float
 }
 
 /* 1 when the block [b0, b1) of x needs no cap: adaptive Gumbel's x all finite, in [EXP_LO,
- * min(t, 60)] (so no hard element, no clamp, no x - 60 term), tested on the bits with two integer
- * maxima per vector. Such blocks (nearly all of a trained net's) run the element function with
- * plain = 1, which drops those steps and gives the same bits. Swish and ReLU have no such
- * variant. */
+ * min(t, 60)] (so no hard element, no clamp, no x - 60 term), tested on the bits with integer
+ * maxima. Such blocks (nearly all of a trained net's) run the element function with plain = 1,
+ * which drops those steps and gives the same bits. gumbel_plain_* takes one limit t for the
+ * block (a parameter per run), gumbel_plain_lanes_* one per element (tk[j - b0], a parameter
+ * per column). Swish and ReLU have no such variant. */
 #define EW_PLAIN_TESTS(SUF, T)                                                                     \
 static inline int gumbel_plain_##SUF(const T *x, int64_t b0, int64_t b1, float t) {              \
     uint32_t umax = 0;                                                                             \
@@ -315,12 +316,33 @@ static inline int gumbel_plain_##SUF(const T *x, int64_t b0, int64_t b1, float t
     float t60 = t < GU_X_CLAMP ? t : GU_X_CLAMP;                                                   \
     return smax <= (int32_t)f32_bits(t60) && umax <= f32_bits(EXP_LO);                             \
 }                                                                                                  \
+static inline int gumbel_plain_lanes_##SUF(const T *x, int64_t b0, int64_t b1, const float *tk) { \
+    uint32_t umax = 0;                                                                             \
+    int over = 0;                                                                                  \
+    _Pragma("omp simd reduction(max:umax) reduction(|:over)")                                      \
+    for (int64_t j = b0; j < b1; ++j) {                                                            \
+        uint32_t b = f32_bits(load_##SUF(x, j));                                                   \
+        float t = tk[j - b0];                                                                      \
+        float t60 = t < GU_X_CLAMP ? t : GU_X_CLAMP;                                               \
+        umax = b > umax ? b : umax;                                                                \
+        over |= (int32_t)b > (int32_t)f32_bits(t60);                                               \
+    }                                                                                              \
+    return !over && umax <= f32_bits(EXP_LO);                                                      \
+}                                                                                                  \
 static inline int swish_plain_##SUF(const T *x, int64_t b0, int64_t b1, float t) {               \
     (void)x, (void)b0, (void)b1, (void)t;                                                          \
     return 0;                                                                                      \
 }                                                                                                  \
 static inline int relu_plain_##SUF(const T *x, int64_t b0, int64_t b1, float t) {                \
     (void)x, (void)b0, (void)b1, (void)t;                                                          \
+    return 0;                                                                                      \
+}                                                                                                  \
+static inline int swish_plain_lanes_##SUF(const T *x, int64_t b0, int64_t b1, const float *tk) { \
+    (void)x, (void)b0, (void)b1, (void)tk;                                                         \
+    return 0;                                                                                      \
+}                                                                                                  \
+static inline int relu_plain_lanes_##SUF(const T *x, int64_t b0, int64_t b1, const float *tk) {  \
+    (void)x, (void)b0, (void)b1, (void)tk;                                                         \
     return 0;                                                                                      \
 }
 EW_PLAIN_TESTS(f32, float)
@@ -412,6 +434,22 @@ EW_PLAIN_TESTS(bf16, uint16_t)
         hard += nh;                                                                                \
     }
 
+/* One block of the backward with a parameter per element (a row of K, inner == 1): dy/dx to gx,
+ * g dy/da added to the float32 partial sums fk */
+#define EW_BWD_LANES(OP, SUF, PLAIN)                                                               \
+    {                                                                                              \
+        int nh = 0;                                                                                \
+        _Pragma("omp simd reduction(+:nh)")                                                        \
+        for (int64_t j = b0; j < b1; ++j) {                                                        \
+            float yv; float dxv; float dav;                                                        \
+            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], tk[j - b0], PLAIN, load_##SUF(g, j), 0,  \
+                            nx, na, &yv, &dxv, &dav);                                              \
+            if (nx) store_##SUF(gx, j, dxv);                                                       \
+            if (na) fk[j - b0] += dav;                                                             \
+        }                                                                                          \
+        hard += nh;                                                                                \
+    }
+
 #define DEFINE_ELEMENTWISE(OP, SUF, T, PARAMS_OK, HAS_LIMITS)                                      \
 int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T *x, T *y,         \
                        const float *p) {                                                           \
@@ -421,7 +459,9 @@ int64_t OP##_fwd_##SUF(int64_t e0, int64_t e1, int64_t inner, int64_t K, const T
     int64_t hard = 0;                                                                              \
     EW_RUNS(if (OP##_plain_##SUF(x, b0, b1, pt)) EW_SCAN(OP, SUF, pa, pt, 1, 1, store_##SUF(y, j, yv))  \
             else EW_SCAN(OP, SUF, pa, pt, 0, 1, store_##SUF(y, j, yv)),                            \
-            EW_SCAN(OP, SUF, pk[j - b0], tk[j - b0], 0, 1, store_##SUF(y, j, yv)), )               \
+            if (OP##_plain_lanes_##SUF(x, b0, b1, tk))                                             \
+                EW_SCAN(OP, SUF, pk[j - b0], tk[j - b0], 1, 1, store_##SUF(y, j, yv))              \
+            else EW_SCAN(OP, SUF, pk[j - b0], tk[j - b0], 0, 1, store_##SUF(y, j, yv)), )          \
     free(thb);                                                                                     \
     return hard;                                                                                   \
 }                                                                                                  \
@@ -431,18 +471,9 @@ static inline EW_AI int64_t OP##_bwd_loop_##SUF(int64_t e0, int64_t e1, int64_t 
     int64_t hard = 0;                                                                              \
     int rows = 0;                                                                                  \
     EW_RUNS(if (OP##_plain_##SUF(x, b0, b1, pt)) EW_BWD_BLOCK(OP, SUF, 1)                       \
-            else EW_BWD_BLOCK(OP, SUF, 0), {                                                       \
-        int nh = 0;                                                                                \
-        _Pragma("omp simd reduction(+:nh)")                                                        \
-        for (int64_t j = b0; j < b1; ++j) {                                                        \
-            float yv; float dxv; float dav;                                                        \
-            nh += OP##_elem(load_##SUF(x, j), pk[j - b0], tk[j - b0], 0, load_##SUF(g, j), 0, nx,  \
-                            na, &yv, &dxv, &dav);                                                  \
-            if (nx) store_##SUF(gx, j, dxv);                                                       \
-            if (na) fk[j - b0] += dav;                                                             \
-        }                                                                                          \
-        hard += nh;                                                                                \
-    }, {                                                                                           \
+            else EW_BWD_BLOCK(OP, SUF, 0),                                                         \
+            if (OP##_plain_lanes_##SUF(x, b0, b1, tk)) EW_BWD_LANES(OP, SUF, 1)                    \
+            else EW_BWD_LANES(OP, SUF, 0), {                                                       \
         if (na && inner == 1) {                                                                    \
             rows += end == i + (K - k0);                                                           \
             if (rows == EW_FLUSH_ROWS || end == e1) {                                              \
