@@ -81,6 +81,8 @@ SIGNATURES = {
     "gumbel_fwd": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
     "gumbel_bwd": ([_i64, _i64, _i64, _i64, _p, _p, _p, _p, _p], _i64, ("f32", "bf16")),
     "gumbel_hard": ([_i64, _i64, _i64, _i64, _p, _p, _p], _i64, ("f32", "bf16")),
+    "ew_gumbel_exp": ([_i64, _p, _p], None, ("f32",)),
+    "ew_gumbel_exp_horner": ([_i64, _p, _p], None, ("f32",)),
     "ew_expm1": ([_i64, _p, _p], None, ("f32",)),
     "ew_log1p": ([_i64, _p, _p], None, ("f32",)),
     "ew_exp": ([_i64, _p, _p], None, ("f32",)),

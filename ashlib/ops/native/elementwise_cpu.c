@@ -533,10 +533,19 @@ DEFINE_ELEMENTWISE(relu, bf16, uint16_t, positive_params_ok, 0)
 DEFINE_ELEMENTWISE(gumbel, f32, float, positive_params_ok, 1)
 DEFINE_ELEMENTWISE(gumbel, bf16, uint16_t, positive_params_ok, 1)
 
-/* For the tests: the vectorised exp (Estrin), expm1 and log1p on an array. */
+/* For the tests: the vectorised exp (Estrin), adaptive Gumbel's exp (both schemes), expm1 and
+ * log1p on an array. */
 void ew_exp_f32(int64_t n, const float *x, float *y) {
     _Pragma("omp simd")
     for (int64_t i = 0; i < n; ++i) y[i] = exp_estrin_f32(x[i]);
+}
+void ew_gumbel_exp_f32(int64_t n, const float *x, float *y) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; ++i) y[i] = gumbel_exp_f32(x[i], 1);
+}
+void ew_gumbel_exp_horner_f32(int64_t n, const float *x, float *y) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; ++i) y[i] = gumbel_exp_f32(x[i], 0);
 }
 void ew_expm1_f32(int64_t n, const float *x, float *y) {
     _Pragma("omp simd")
