@@ -128,8 +128,9 @@ static inline float log1p_parts_f32(float q, float extra, float *s_out, float *p
     /* ln 2 = 0.693359375 - 2.12194440e-4: kf times the first part is exact. The sum is split
      * into hi = k ln2_hi + 2s and lo = 2s s^2 P(s^2) + k ln2_lo + extra, each formed as soon as
      * its inputs are (hi long before lo), so that the polynomial is followed by one fused
-     * multiply-add and one addition: the element-wise kernels are limited by the length of
-     * their dependency chains. For k = 0 and extra = 0 this rounds like 2s + 2s s^2 P(s^2). */
+     * multiply-add and one addition: the element-wise kernels are limited by their chains of
+     * dependent operations as much as by their multiplications. For k = 0 and extra = 0 this
+     * rounds like 2s + 2s s^2 P(s^2). */
     float hi = fmaf(kf, 0.693359375f, s2);
     float lo = fmaf(s2 * u, pu, fmaf(kf, -2.12194440e-4f, extra));
     return hi + lo;
@@ -172,8 +173,8 @@ static int real_params_ok(int64_t K, const float *p) {
 #define SW_R_HI (-1.27846455574035645f)
 #define SW_R_LO (-1.2784645427610738 - (double)SW_R_HI)
 #define SW_BAND 0.2f
-static inline EW_AI int swish_elem(float xv, float b, float t, int plain, float gv, int ny, int nx, int na, float *y, float *dx,
-                                   float *da) {
+static inline EW_AI int swish_elem(float xv, float b, float t, int plain, float gv, int ny, int nx, int na,
+                                   float *y, float *dx, float *da) {
     (void)t, (void)plain;
     int hard_x = (f32_bits(xv) & 0x7FFFFFFFu) > SW_X_BIG; /* also inf and nan */
     float xs = clampf(xv, -1e18f, 1e18f);                  /* |u| <= 2^30 1e18: finite */
@@ -206,8 +207,8 @@ static inline EW_AI int swish_elem(float xv, float b, float t, int plain, float 
  * at 2^96 (a <= 2^30 keeps it finite; beyond the cap e^{-u} is 0 anyway). Only a non-finite x
  * is hard. */
 #define RE_X_CAP 7.922816251426434e28f /* 2^96 */
-static inline EW_AI int relu_elem(float xv, float a, float t, int plain, float gv, int ny, int nx, int na, float *y, float *dx,
-                                  float *da) {
+static inline EW_AI int relu_elem(float xv, float a, float t, int plain, float gv, int ny, int nx, int na,
+                                  float *y, float *dx, float *da) {
     (void)t, (void)plain;
     int hard = nonfinite_f32(xv);
     float xp = clampf(xv, 0.0f, FLT_MAX);
@@ -261,8 +262,8 @@ static void gumbel_limits(int64_t K, const float *p, float *t) {
 /* Swish and the adaptive ReLU need no limits (their hard elements are found after the fact) */
 static inline void swish_limits(int64_t K, const float *p, float *t) { (void)K, (void)p, (void)t; }
 static inline void relu_limits(int64_t K, const float *p, float *t) { (void)K, (void)p, (void)t; }
-static inline EW_AI int gumbel_elem(float xv, float a, float t, int plain, float gv, int ny, int nx, int na, float *y,
-                                    float *dx, float *da) {
+static inline EW_AI int gumbel_elem(float xv, float a, float t, int plain, float gv, int ny, int nx, int na,
+                                    float *y, float *dx, float *da) {
     float ia = 1.0f / a;
     uint32_t xb = f32_bits(xv);
     /* x > t or nan, by the bits: t > 0, so a positive x (nan and inf included) compares as an
@@ -286,7 +287,8 @@ static inline EW_AI int gumbel_elem(float xv, float a, float t, int plain, float
         float gE = gv * E;
         if (nx) *dx = gE * (ex * rm);
         if (na) {
-            /* -h/a^2 for the two ranges of q (the sign taken by the factors: s (-1/a) is exact) */
+            /* -h/a^2 for the two ranges of q; the minus sign rides on sn = s (-1/a) and on
+             * fmaf(q, rm, -lq), negations that round exactly as the positive forms would */
             float sa = s * ia, sn = s * -ia;
             float small = (sa * sn) * fmaf(s + s, pu, 1.0f + rm);
             float large = fmaf(q, rm, -lq) * (ia * ia);
@@ -299,8 +301,10 @@ static inline EW_AI int gumbel_elem(float xv, float a, float t, int plain, float
 
 /* 1 when the block [b0, b1) of x needs no cap: adaptive Gumbel's x all finite, in [EXP_LO,
  * min(t, 60)] (so no hard element, no clamp, no x - 60 term), tested on the bits with integer
- * maxima. Such blocks (nearly all of a trained net's) run the element function with plain = 1,
- * which drops those steps and gives the same bits. gumbel_plain_* takes one limit t for the
+ * maxima. Such blocks run the element function with plain = 1, which drops those steps and gives
+ * the same bits. With alpha near 1 (t about 10) that is nearly every block of activations of unit
+ * scale; as alpha falls toward 0, t falls toward log 10 = 2.3, and a block holding a larger x
+ * takes the full loop. gumbel_plain_* takes one limit t for the
  * block (a parameter per run), gumbel_plain_lanes_* one per element (tk[j - b0], a parameter
  * per column). Swish and ReLU have no such variant. */
 #define EW_PLAIN_TESTS(SUF, T)                                                                     \
