@@ -40,18 +40,27 @@ def test_rule(t, word):
     assert {c["vs"] for c in res.cases()} == {"kthvalue"}
 
 
-def test_a_ratio_whose_interval_holds_one_is_noise_not_a_verdict():
+def test_a_ratio_near_one_is_about_even_not_a_verdict():
     # one-line formula, forward+backward: paired ratios 0.9 .. 1.1 (median 1.0); with 9 repeats the
-    # 95% interval is [2nd, 8th] of the sorted ratios = [0.925, 1.075], which holds 1
+    # 95% interval is [2nd, 8th] of the sorted ratios = [0.925, 1.075], inside (0.8, 1.25)
     res = AshCostResult(AshCostConfig(), _times(0.5, 0.5, 0.5, 1.0, jitter=0.1), {"device": "cpu"})
     case = [c for c in res.cases() if c["ash"] == "ASH, one-line formula" and c["mode"] == "forward+backward"][0]
-    assert case["holds"] == "within noise" and case["95% interval"] == "0.93-1.07"
+    assert case["holds"] == "about even" and case["95% interval"] == "0.93-1.07"
     v = res.verdicts()[0]["verdict"]
     assert v.startswith("mixed: ASH is cheaper than exact top-k in 3 of 4 cases")
-    assert v.endswith("within the timing noise in 1 (conv 2x3 forward+backward, one-line formula)")
-    # the same spread around 0.5 is decided: its interval [0.4625, 0.5375] lies below 1
+    assert v.endswith("about even (within 1.25x either way) in 1 (conv 2x3 forward+backward, one-line formula)")
+    # the same spread around 0.5 is decided: its interval [0.4625, 0.5375] lies below 0.8
     assert AshCostResult(AshCostConfig(), _times(0.5, 0.5, 0.5, 0.5, jitter=0.1), {"device": "cpu"}
                          ).verdicts()[0]["verdict"] == "reproduced"
+
+
+@pytest.mark.parametrize("ratio,holds", [(0.79, "yes"), (0.81, "about even"), (0.9, "about even"), (1.2, "about even"),
+                                         (1.26, "no")])
+def test_the_band_edges(ratio, holds):
+    # a constant ratio has a zero-width interval: the band's edges 1/1.25 = 0.8 and 1.25 decide alone
+    cases = AshCostResult(AshCostConfig(), _times(0.5, 0.5, 0.5, ratio), {"device": "cpu"}).cases()
+    assert cases[-1]["ash"] == "ASH, one-line formula" and cases[-1]["mode"] == "forward+backward"
+    assert cases[-1]["holds"] == holds
 
 
 def test_the_faster_exact_selection_is_chosen_by_median_and_paired_per_repeat():

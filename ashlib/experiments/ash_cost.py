@@ -19,18 +19,24 @@ ratio: ASH's time over the time of the exact selection with the lower median (kt
 topk+scatter), measured seconds apart. For each workload, mode (forward, forward + backward)
 and ASH implementation the case's ratio is the median of the paired ratios, with a
 distribution-free 95% confidence interval from their order statistics (:func:`median_interval`).
-The claim *holds* in a case when the whole interval is below 1, *fails* when it is above 1, and
-the case is *within noise* when the interval contains 1. ``reproduced`` when it holds in every
-case, ``not reproduced`` when it fails in every case, otherwise ``mixed``, naming the cases.
-Timings depend on the machine: the verdict the book states comes from the stored ``book`` run
-(its device and threads are in its provenance); a rerun elsewhere may differ.
+The claim *holds* in a case when the whole interval is below ``1 / EVEN_BAND`` (ASH at least
+1.25x cheaper), *fails* when it is above ``EVEN_BAND`` (exact top-k at least 1.25x cheaper), and
+the two are *about even* otherwise. ``reproduced`` when it holds in every case, ``not
+reproduced`` when it fails in every case, otherwise ``mixed``, naming the cases. Timings depend
+on the machine: the verdict the book states comes from the stored ``book`` run (its device and
+threads are in its provenance); a rerun elsewhere may differ.
 
-The rule first fixed (until 2026-12-02) compared the two medians alone: a case held when ASH's
-median was below the exact selection's. Two ``book`` runs of the same commit, minutes apart,
-then gave 1.17x and 0.99x for the one-line formula's forward + backward on conv 64x64x32x32,
-and the book's verdict changed between "mixed" and "reproduced" with the machine's noise. The
-interval only adds the third outcome: a case the old rule decided clearly is decided the same
-way, and a case it decided by noise is now reported as noise.
+Why the band. The rule first fixed (until 2026-12-02) compared the two medians alone: a case held
+when ASH's median was below the exact selection's. The one-line formula's forward + backward is
+close to exact top-k on this CPU, and five ``book`` runs of the same kernels (one stored on
+2026-11-30, four on 2026-12-02 minutes apart) put it at 0.99x-1.21x on conv 64x64x32x32 and
+0.86x-0.99x on the other two workloads: the stated verdict changed between "mixed" and
+"reproduced" from one run to the next. The within-run interval alone did not settle it (one run
+gave 1.07x (1.02-1.12), another 1.18x (1.04-1.32)): the machine drifts between runs by more than
+the repeats within one run vary. A factor under 1.25 either way is within that drift, and far
+from the gap the paper argues about (the fused ASH is 0.05x-0.14x of exact top-k), so it is
+reported as *about even*, not as a win or a loss. The band only adds that third outcome: a case
+decided by more than 1.25x is decided as before.
 """
 
 from __future__ import annotations
@@ -169,6 +175,8 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return statistics.median(v), v[k - 1], v[n - k]
 
 
+#: ratios within this factor of 1 either way (per the 95% interval) are "about even": see the module docstring
+EVEN_BAND = 1.25
 #: the fewest repeats that give a 95% interval for a median (see :func:`median_interval`)
 MIN_REPEATS = 6
 
@@ -222,7 +230,8 @@ class AshCostResult(ExperimentResult):
     def cases(self) -> list[dict[str, Any]]:
         """Per (workload, mode, ASH implementation): the median paired ratio of ASH's time to the
         faster exact selection's (the one with the lower median), its 95% interval, and whether
-        the claim holds: ``"yes"`` (interval below 1), ``"no"`` (above 1) or ``"within noise"``."""
+        the claim holds: ``"yes"`` (interval below 1/EVEN_BAND), ``"no"`` (above EVEN_BAND) or
+        ``"about even"``."""
         out = []
         for wl, cands in self.times.items():
             for mode in MODES:
@@ -230,7 +239,7 @@ class AshCostResult(ExperimentResult):
                 for impl in ASH_IMPLS:
                     paired = [a / b for a, b in zip(cands[impl][mode], cands[ref][mode])]
                     mid, lo, hi = median_interval(paired)
-                    holds = "yes" if hi < 1 else "no" if lo > 1 else "within noise"
+                    holds = "yes" if hi < 1 / EVEN_BAND else "no" if lo > EVEN_BAND else "about even"
                     out.append({"workload": wl, "mode": mode, "ash": impl, "vs": ref.split(", ")[1], "ratio": mid,
                                 "95% interval": f"{lo:.2f}-{hi:.2f}", "holds": holds})
         return out
@@ -238,7 +247,7 @@ class AshCostResult(ExperimentResult):
     def verdicts(self) -> list[dict[str, str]]:
         """ASH-COST by the rule of the module docstring."""
         cases = self.cases()
-        count = {w: sum(c["holds"] == w for c in cases) for w in ("yes", "no", "within noise")}
+        count = {w: sum(c["holds"] == w for c in cases) for w in ("yes", "no", "about even")}
         if count["yes"] == len(cases):
             word = "reproduced"
         elif count["no"] == len(cases):
@@ -251,11 +260,12 @@ class AshCostResult(ExperimentResult):
                     ok = [c["workload"] for c in mine if c["holds"] == "yes"]
                     parts.append(f"{impl.split(', ')[1]} ASH {mode}: " + ("every workload" if len(ok) == len(mine)
                                                                            else "none" if not ok else ", ".join(ok)))
-            noise = [f"{c['workload']} {c['mode']}, {c['ash'].split(', ')[1]}" for c in cases
-                     if c["holds"] == "within noise"]
+            even = [f"{c['workload']} {c['mode']}, {c['ash'].split(', ')[1]}" for c in cases
+                    if c["holds"] == "about even"]
             word = (f"mixed: ASH is cheaper than exact top-k in {count['yes']} of {len(cases)} cases ("
                     + "; ".join(parts) + ")"
-                    + (f"; within the timing noise in {len(noise)} ({'; '.join(noise)})" if noise else ""))
+                    + (f"; about even (within {EVEN_BAND}x either way) in {len(even)} ({'; '.join(even)})"
+                       if even else ""))
         ev = "; ".join(f"{c['workload']} {c['mode']}, {c['ash'].split(', ')[1]}: {c['ratio']:.2f}x "
                        f"({c['95% interval']})" for c in cases)
         evidence = (f"median of the paired ratios ASH time / time of the faster exact top-k (kthvalue or topk), "
