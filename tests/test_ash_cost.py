@@ -118,3 +118,12 @@ def test_candidates_compute_ash_and_the_same_top_half():
 def test_bad_workload_is_refused():
     with pytest.raises(ValueError, match="workload 'conv=abc'"):
         AshCostConfig(workloads=("conv=abc",)).shapes()
+
+
+def test_case_table_merges_ratio_and_interval_and_names_the_yardstick():
+    res = AshCostResult(AshCostConfig(), _times(0.5, 0.5, 0.5, 1.0, jitter=0.1), {"device": "cpu"})
+    t = res.case_table("cap")
+    md = t._repr_markdown_()
+    assert "exact top-k by kthvalue, the faster" in md
+    assert "| conv 2x3 | forward+backward | one-line formula | 1.00 (0.93-1.07) | about even |" in md
+    assert "| conv 2x3 | forward | fused | 0.50 (0.46-0.54) | yes |" in md  # 0.5 x [0.925, 1.075]

@@ -274,6 +274,18 @@ class AshCostResult(ExperimentResult):
                     f"{self.config.profile}: {ev}")
         return [{"claim": "ASH-COST", "evidence": evidence, "verdict": word}]
 
+    def case_table(self, caption: str):
+        """:meth:`cases` as a table for a page: ASH's ratio and its interval in one column, and the
+        exact selection it was paired with named once in the caption."""
+        from .report import table  # noqa: PLC0415
+
+        cases = self.cases()
+        vs = ", ".join(dict.fromkeys(c["vs"] for c in cases))
+        rows = [{"workload": c["workload"], "mode": c["mode"], "ASH": c["ash"].split(", ")[1],
+                 "ASH / exact (95% interval)": f"{c['ratio']:.2f} ({c['95% interval']})", "holds": c["holds"]}
+                for c in cases]
+        return table(rows, caption=f"{caption}; exact top-k by {vs}, the faster")
+
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return {"timings": self.rows(), "cases": self.cases()}
 
@@ -287,7 +299,7 @@ class AshCostResult(ExperimentResult):
         from ..plotstyle import WIDTH  # noqa: PLC0415
 
         wls = list(self.timings)
-        fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.0), sharey=True)
         names = [c for c in CANDIDATES if c != "SiLU"]
         for ax, mode in zip(axes, MODES):
             width = 0.8 / len(names)
@@ -299,8 +311,9 @@ class AshCostResult(ExperimentResult):
             ax.set_yscale("log")
             ax.set_title(mode)
         axes[0].set_ylabel("time / SiLU (log scale)")
-        axes[1].legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
         return {"ash_cost": fig}
 
 
