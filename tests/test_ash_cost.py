@@ -125,5 +125,5 @@ def test_case_table_merges_ratio_and_interval_and_names_the_yardstick():
     t = res.case_table("cap")
     md = t._repr_markdown_()
     assert "exact top-k by kthvalue, the faster" in md
-    assert "| conv 2x3 | forward+backward | one-line formula | 1.00 (0.93-1.07) | about even |" in md
+    assert "| conv 2x3 | forward + backward | one-line formula | 1.00 (0.93-1.07) | about even |" in md
     assert "| conv 2x3 | forward | fused | 0.50 (0.46-0.54) | yes |" in md  # 0.5 x [0.925, 1.075]

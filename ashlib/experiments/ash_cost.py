@@ -276,12 +276,13 @@ class AshCostResult(ExperimentResult):
 
     def case_table(self, caption: str):
         """:meth:`cases` as a table for a page: ASH's ratio and its interval in one column, and the
-        exact selection it was paired with named once in the caption."""
+        exact selection it was paired with named once in the caption; "forward + backward" spaced so
+        that a narrow column breaks it between words."""
         from .report import table  # noqa: PLC0415
 
         cases = self.cases()
         vs = ", ".join(dict.fromkeys(c["vs"] for c in cases))
-        rows = [{"workload": c["workload"], "mode": c["mode"], "ASH": c["ash"].split(", ")[1],
+        rows = [{"workload": c["workload"], "mode": c["mode"].replace("+", " + "), "ASH": c["ash"].split(", ")[1],
                  "ASH / exact (95% interval)": f"{c['ratio']:.2f} ({c['95% interval']})", "holds": c["holds"]}
                 for c in cases]
         return table(rows, caption=f"{caption}; exact top-k by {vs}, the faster")
